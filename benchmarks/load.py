@@ -1,0 +1,121 @@
+"""Concurrent load on a live server: N clients for T seconds of /api/search and /api/ask.
+
+Reports requests/s, p50/p95/p99 latency and errors. Bounded in time (--seconds) and count
+(--max-requests); only ever talks to 127.0.0.1. Starts its own `qa serve` over a copy of the
+seed index unless --url is given.
+
+    python benchmarks/load.py --clients 32 --seconds 60
+    python benchmarks/load.py --url http://127.0.0.1:8000 --clients 8 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def percentile(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def run(url: str, clients: int, seconds: float, max_requests: int, questions: list[str]) -> dict:
+    deadline = time.monotonic() + seconds
+    lock = threading.Lock()
+    latencies: dict[str, list[float]] = {"search": [], "ask": []}
+    errors: list[str] = []
+    issued = 0
+
+    def client(seed: int) -> None:
+        nonlocal issued
+        rng = random.Random(seed)
+        with httpx.Client(base_url=url, timeout=60) as http:
+            while time.monotonic() < deadline:
+                with lock:
+                    if issued >= max_requests:
+                        return
+                    issued += 1
+                kind = rng.choice(["search", "ask"])
+                q = rng.choice(questions)
+                body = {"query": q, "top_k": 5} if kind == "search" else {"question": q}
+                t0 = time.perf_counter()
+                try:
+                    r = http.post(f"/api/{kind}", json=body)
+                    ok = r.status_code == 200 and (r.json().get("results") if kind == "search"
+                                                   else r.json().get("answer"))
+                    err = None if ok else f"{kind} HTTP {r.status_code}"
+                except httpx.HTTPError as exc:
+                    err = f"{kind} {type(exc).__name__}"
+                dt = time.perf_counter() - t0
+                with lock:
+                    if err:
+                        errors.append(err)
+                    else:
+                        latencies[kind].append(dt)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    all_lat = latencies["search"] + latencies["ask"]
+    report = {"clients": clients, "seconds": round(wall, 1), "requests": len(all_lat) + len(errors),
+              "requests_per_s": round((len(all_lat) + len(errors)) / wall, 2), "errors": len(errors),
+              "error_kinds": sorted(set(errors))}
+    for name, xs in [("all", all_lat), *latencies.items()]:
+        report[name] = {"n": len(xs), **{f"p{q}_ms": round(1000 * percentile(xs, q), 1) for q in (50, 95, 99)},
+                        "mean_ms": round(1000 * statistics.fmean(xs), 1) if xs else None}
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="a running server on 127.0.0.1 (default: start one)")
+    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--max-requests", type=int, default=100_000)
+    args = ap.parse_args()
+    questions = [json.loads(line)["question"] for line in (ROOT / "eval" / "dev.jsonl").read_text().splitlines()
+                 if line.strip()]
+    server = None
+    url = args.url
+    if url:
+        if urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            sys.exit("load.py only targets this machine (127.0.0.1)")
+    else:
+        from conftest import LiveServer  # the same launcher the tests use
+
+        from qa.ingest import ingest_paths
+
+        index = Path(tempfile.mkdtemp(prefix="qa-load-")) / "index"
+        ingest_paths([ROOT / "seeds"], index, progress=False)
+        server = LiveServer(index, log_path=index.parent / "server.log").wait()
+        url = server.url
+    try:
+        report = run(url, args.clients, args.seconds, args.max_requests, questions)
+    finally:
+        if server:
+            server.stop()
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    print(f"rerun: python benchmarks/load.py --clients {args.clients} --seconds {args.seconds:g}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""answer: retrieved passages → an answer whose every claim carries a `[n]` citation marker.
+
+Extractive by default: the sentences of the retrieved passages that best cover the question,
+≤ 300 characters. With an OpenAI-compatible LLM configured, the LLM writes the answer from the
+numbered passages; if it fails, the extractive answer comes back with a `warning`.
+"Not found" when no passage covers the question's key terms well enough.
+
+Usage::
+
+    answerer = Answerer(retriever)
+    result = answerer.ask("衡阳在先进制造业百强市榜单中排第几？")
+    result.answer        # '…衡阳在该榜单中位列第88位。[1]'
+    result.citations[0].hit.citation.label
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import httpx
+
+from qa.lexical import normalize, tokenize
+from qa.retrieve import Hit, HybridRetriever
+from qa.understand import Query, Turn, understand
+
+MAX_ANSWER_CHARS = 300
+NOT_FOUND = "档案中未找到能回答这个问题的内容。以下是最接近的几段报道，供参考。"
+# Share of the question's (idf-weighted) key terms that the best passage must contain.
+# Calibrated on eval/dev.jsonl as a whole (answerable vs unanswerable), not per question.
+MIN_COVERAGE = 0.6
+
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*[”’」』）)]*")
+_ASKS_NUMBER = re.compile(r"多少|几[个项家位件次名所年月天人]?|第几|多大|比重|比例|排名|排第")
+_ASKS_DATE = re.compile(r"哪天|哪一天|什么时候|何时|哪年|哪一年|几月|几号|日期")
+_HAS_NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家位件次名所年月日天人%％倍]")
+_HAS_DATE = re.compile(r"\d{1,4}\s*[年月日]|[一二三四五六七八九十]+月|[上下]旬|今年|去年|明年")
+
+
+@dataclass
+class CitedPassage:
+    n: int
+    hit: Hit
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "chunk_id": self.hit.chunk_id, "text": self.hit.text,
+                "citation": self.hit.citation.to_dict()}
+
+
+@dataclass
+class AnswerResult:
+    question: str
+    answer: str
+    no_answer: bool
+    citations: list[CitedPassage]
+    query: Query
+    warning: str | None = None
+    pieces: list[str] = field(default_factory=list)  # the answer in the order it may be streamed
+
+    def to_dict(self) -> dict:
+        out = {"answer": self.answer, "no_answer": self.no_answer,
+               "citations": [c.to_dict() for c in self.citations]}
+        if self.warning:
+            out["warning"] = self.warning
+        return out
+
+
+@dataclass
+class _Sentence:
+    text: str
+    passage: int  # index into hits
+    order: int  # position in the passage
+    score: float
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a passage (line breaks are paragraph ends). Usage: ``split_sentences(p.text)``"""
+    return [m.group().strip() for m in _SENTENCE.finditer(text) if m.group().strip()]
+
+
+class Answerer:
+    """Retrieve, decide whether the archive answers, and compose a cited answer."""
+
+    def __init__(self, retriever: HybridRetriever, llm: "LLMClient | None" = None):
+        self.retriever = retriever
+        self.llm = llm
+
+    def ask(
+        self,
+        question: str,
+        history: list[Turn] | None = None,
+        *,
+        top_k: int = 5,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> AnswerResult:
+        """Answer a question (with the conversation so far). Usage: ``answerer.ask("…", history)``"""
+        query = understand(question, history)
+        hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
+        weights = self._term_weights(query)
+        coverage = [self._coverage(weights, h) for h in hits]
+        if not hits or max(coverage) < MIN_COVERAGE:
+            return AnswerResult(question, NOT_FOUND, True,
+                                [CitedPassage(i + 1, h) for i, h in enumerate(hits[:3])], query,
+                                pieces=[NOT_FOUND])
+        extractive = self._extract(query, hits, weights, coverage)
+        if self.llm is None:
+            return extractive
+        try:
+            return self.llm.answer(query, hits)
+        except LLMError as exc:
+            extractive.warning = f"LLM upstream failed ({exc}); extractive answer returned instead"
+            return extractive
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _term_weights(self, query: Query) -> dict[str, float]:
+        lexical = self.retriever.archive.snapshot().lexical
+        # The resolved question for a follow-up, but the new question's own terms weigh double.
+        own = set(tokenize(query.question))
+        weights: dict[str, float] = {}
+        for tok in tokenize(query.search_text):
+            if len(tok) < 2 and not tok.isdigit():
+                continue  # single characters are mostly noise from search-mode segmentation
+            weights[tok] = lexical.idf(tok) * (2.0 if tok in own else 1.0)
+        return weights
+
+    @staticmethod
+    def _covered(weights: dict[str, float], text: str) -> float:
+        if not weights:
+            return 0.0
+        t = normalize(text)
+        return sum(w for tok, w in weights.items() if tok in t) / sum(weights.values())
+
+    def _coverage(self, weights: dict[str, float], hit: Hit) -> float:
+        return self._covered(weights, f"{hit.citation.headline or ''} {hit.text}")
+
+    def _extract(self, query: Query, hits: list[Hit], weights, coverage: list[float]) -> AnswerResult:
+        asks_number = bool(_ASKS_NUMBER.search(query.question))
+        asks_date = bool(_ASKS_DATE.search(query.question))
+        sentences: list[_Sentence] = []
+        for i, hit in enumerate(hits):
+            for j, s in enumerate(split_sentences(hit.text)):
+                if len(s) < 6:
+                    continue
+                score = self._covered(weights, s) + 0.25 * coverage[i] + 0.15 / (i + 1)
+                if asks_number and _HAS_NUMBER.search(s):
+                    score += 0.1
+                if asks_date and _HAS_DATE.search(s):
+                    score += 0.1
+                sentences.append(_Sentence(s, i, j, score))
+        sentences.sort(key=lambda s: -s.score)
+        chosen: list[_Sentence] = []
+        used = 0
+        best = sentences[0].score if sentences else 0.0
+        for s in sentences:
+            if s.score < best * 0.6 or len(chosen) >= 3:
+                break
+            if used + len(s.text) > MAX_ANSWER_CHARS:
+                if chosen:
+                    continue
+                s = _Sentence(s.text[: MAX_ANSWER_CHARS - 1] + "…", s.passage, s.order, s.score)
+            chosen.append(s)
+            used += len(s.text)
+        # Read in document order within each passage, best passage first.
+        first_seen: dict[int, int] = {}
+        for s in chosen:
+            first_seen.setdefault(s.passage, len(first_seen))
+        chosen.sort(key=lambda s: (first_seen[s.passage], s.order))
+        numbers: dict[int, int] = {}
+        pieces = []
+        for s in chosen:
+            n = numbers.setdefault(s.passage, len(numbers) + 1)
+            pieces.append(f"{s.text}[{n}]")
+        citations = [CitedPassage(n, hits[i]) for i, n in numbers.items()]
+        return AnswerResult(query.question, "".join(pieces), False, citations, query, pieces=pieces)
+
+
+class LLMError(RuntimeError):
+    """The LLM upstream failed, timed out or answered nonsense."""
+
+
+_LLM_SYSTEM = (
+    "你是衡阳日报档案的问答助手。只根据用户给出的编号报道片段回答问题，用简体中文，简洁（不超过300字）。"
+    "每一句事实后面用 [n] 标注所依据的片段编号。片段不能回答问题时，只回答：档案中未找到相关内容。"
+)
+
+
+class LLMClient:
+    """An OpenAI-compatible chat-completions upstream (`QA_LLM_BASE_URL`, `QA_LLM_MODEL`, `QA_LLM_API_KEY`)."""
+
+    def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+
+    def answer(self, query: Query, hits: list[Hit]) -> AnswerResult:
+        numbered = "\n\n".join(f"[{i}] {h.citation.label}\n{h.text}" for i, h in enumerate(hits, 1))
+        messages = [
+            {"role": "system", "content": _LLM_SYSTEM},
+            {"role": "user", "content": f"报道片段：\n{numbered}\n\n问题：{query.search_text}"},
+        ]
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        try:
+            resp = httpx.post(f"{self.base_url}/chat/completions", headers=headers, timeout=self.timeout,
+                              json={"model": self.model, "messages": messages, "temperature": 0})
+            resp.raise_for_status()
+            text = resp.json()["choices"][0]["message"]["content"].strip()
+        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+        if not text:
+            raise LLMError("empty answer")
+        used = [int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(hits)]
+        if not used:
+            return AnswerResult(query.question, text, True,
+                                [CitedPassage(i + 1, h) for i, h in enumerate(hits[:3])], query,
+                                pieces=[text])
+        renumber: dict[int, int] = {}
+        for n in used:
+            renumber.setdefault(n, len(renumber) + 1)
+        text = re.sub(r"\[(\d+)\]", lambda m: f"[{renumber[int(m[1])]}]" if int(m[1]) in renumber else "", text)
+        citations = [CitedPassage(new, hits[old - 1]) for old, new in renumber.items()]
+        pieces = re.findall(r".+?(?:\[\d+\]|$)", text, flags=re.S)
+        return AnswerResult(query.question, text, False, citations, query, pieces=pieces or [text])

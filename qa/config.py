@@ -1,0 +1,48 @@
+"""One typed settings object, read from `QA_*` environment variables (flags override per command).
+
+Usage::
+
+    settings = get_settings()
+    settings.index_dir        # Path('index') unless QA_INDEX_DIR says otherwise
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    index_dir: Path = Field(Path("index"), description="Where the archive's index lives.")
+    seeds_dir: Path = Field(Path("seeds"), description="Pages ingested when the index is empty.")
+    embed_model: str | None = Field(
+        None, description="sentence-transformers model: a local folder or a cached hub name; "
+        "unset = the bundled multilingual-e5-small."
+    )
+    faiss_index: str = Field(
+        "Flat", description="FAISS index factory string: 'Flat' (exact) or e.g. 'HNSW32' for large archives."
+    )
+    # Serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = Field(None, description="When set, /api/* and /v1/* require 'Authorization: Bearer KEY'.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = closed.")
+    max_question_chars: int = 2000
+    max_body_bytes: int = 64 * 1024
+    max_top_k: int = 50
+    # Optional OpenAI-compatible LLM upstream for generated answers
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout: float = 30.0
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once from the environment)."""
+    return Settings()

@@ -1,0 +1,125 @@
+"""ingest: files on disk → parse → chunk → embed + tokenize → index, one page at a time.
+
+Usage::
+
+    report = ingest_paths([Path("seeds")], index_dir=Path("index"))
+    report.pages, report.passages, report.failures
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from qa.chunk import Passage, chunk_page
+from qa.embed import Embedder, load_embedder
+from qa.index import Archive
+from qa.lexical import tokenize
+from qa.parse import Article, Page, PageError, parse_page
+
+PAGE_SUFFIXES = {".txt", ".text", ".md"}
+
+
+@dataclass
+class IngestReport:
+    pages: int = 0  # pages written (new or changed)
+    unchanged: int = 0
+    articles: int = 0
+    passages: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+
+
+def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Page files under the given files/folders (sorted), and the paths that do not exist."""
+    files: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                p for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append((str(path), "no such file or folder"))
+    return files, missing
+
+
+def embedding_text(page: Page, article: Article | None, passage: Passage) -> str:
+    """What is embedded: a short header (date · headline) then the passage text."""
+    header = " · ".join(x for x in (page.issue.date, article.headline if article else None) if x)
+    return f"{header}\n{passage.text}" if header else passage.text
+
+
+def lexical_tokens(article: Article | None, passage: Passage) -> list[str]:
+    """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own."""
+    head = tokenize(article.headline) if article and article.headline else []
+    return head + tokenize(passage.text)
+
+
+def prepare_page(page: Page, embedder: Embedder):
+    """Chunk, embed and tokenize one parsed page."""
+    passages = chunk_page(page)
+    articles = {a.index: a for a in page.articles}
+    texts = [embedding_text(page, articles.get(p.article_index), p) for p in passages]
+    vectors = embedder.embed_passages(texts)
+    tokens = [lexical_tokens(articles.get(p.article_index), p) for p in passages]
+    return passages, vectors, tokens
+
+
+def ingest_paths(
+    paths: list[Path],
+    index_dir: Path,
+    *,
+    rebuild: bool = False,
+    embed_model: str | None = None,
+    faiss_factory: str = "Flat",
+    progress: bool = True,
+) -> IngestReport:
+    """Ingest page files and folders into the index; failures are reported, the rest goes in."""
+    t0 = time.perf_counter()
+    report = IngestReport()
+    files, report.failures = discover(paths)
+    archive = Archive(index_dir, faiss_factory=faiss_factory)
+    embedder = load_embedder(embed_model)
+    with archive.writer():
+        if rebuild:
+            archive.clear()
+        archive.store.check_embedder(embedder.model_id, embedder.dim)
+        for path in tqdm(files, desc="ingest", unit="page", disable=not progress):
+            try:
+                page = parse_page(path)
+            except PageError as exc:
+                report.failures.append((str(path), str(exc)))
+                continue
+            if archive.store.checksum_of(page.issue.source) == page.issue.checksum:
+                report.unchanged += 1
+                continue
+            t_embed = time.perf_counter()
+            passages, vectors, tokens = prepare_page(page, embedder)
+            report.embed_seconds += time.perf_counter() - t_embed
+            archive.write_page(page, passages, vectors, tokens)
+            report.pages += 1
+            report.articles += len(page.articles)
+            report.passages += len(passages)
+        archive.refresh_derived()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def remove_sources(sources: list[str], index_dir: Path) -> list[str]:
+    """Take pages out of the index by file name (or issue id); returns those not found."""
+    archive = Archive(index_dir)
+    missing = []
+    with archive.writer():
+        for source in sources:
+            if not archive.remove_page(Path(source).name) and not archive.remove_page(source):
+                missing.append(source)
+        archive.refresh_derived()
+    return missing

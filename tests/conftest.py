@@ -1,0 +1,105 @@
+"""Shared fixtures: one index built from seeds/ per test session, and a live `qa serve`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+DEV = ROOT / "eval" / "dev.jsonl"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def seed_index(tmp_path_factory) -> Path:
+    """An index of the five seed pages, built once for the session (read-only for tests)."""
+    from qa.ingest import ingest_paths
+
+    directory = tmp_path_factory.mktemp("seed-index")
+    report = ingest_paths([SEEDS], directory, progress=False)
+    assert report.pages == 5 and not report.failures
+    return directory
+
+
+@pytest.fixture
+def fresh_index(tmp_path, seed_index) -> Path:
+    """A private copy of the seed index that a test may change."""
+    target = tmp_path / "index"
+    shutil.copytree(seed_index, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def retriever(seed_index):
+    from qa.embed import load_embedder
+    from qa.index import Archive
+    from qa.retrieve import HybridRetriever
+
+    return HybridRetriever(Archive(seed_index), load_embedder())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`qa serve` in a subprocess on 127.0.0.1; always stopped by the fixture's finalizer."""
+
+    def __init__(self, index_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        full_env = {**os.environ, "QA_INDEX_DIR": str(index_dir), **(env or {})}
+        log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )
+
+    def wait(self, timeout: float = 180) -> "LiveServer":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"server did not come up in {timeout}s; log: {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def live_server(seed_index, tmp_path_factory) -> str:
+    """Base URL of a real `qa serve` over a copy of the seed index."""
+    directory = tmp_path_factory.mktemp("live") / "index"
+    shutil.copytree(seed_index, directory)
+    server = LiveServer(directory, log_path=directory.parent / "server.log")
+    try:
+        yield server.wait().url
+    finally:
+        server.stop()

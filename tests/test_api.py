@@ -1,0 +1,134 @@
+"""The HTTP API against a live `qa serve`: search, ask (JSON, SSE, multi-turn), OpenAI chat,
+citation lookup, issue browsing."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+
+def _sse(text: str) -> list[tuple[str, dict | str]]:
+    events, name, data = [], "message", []
+    for line in text.splitlines():
+        if line.startswith("event:"):
+            name = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line.strip() and data:
+            raw = "\n".join(data)
+            events.append((name, json.loads(raw) if raw.startswith("{") else raw))
+            name, data = "message", []
+    return events
+
+
+def test_health(live_server):
+    body = httpx.get(f"{live_server}/health").json()
+    assert body["status"] == "ok" and body["issues"] == 5 and body["passages"] > 50
+    assert "e5" in body["embedder"]
+
+
+def test_search_returns_passages_with_citations(live_server):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "衡阳的云绩效、云督查平台是哪天投入运行的？", "top_k": 3},
+                   timeout=60)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["query"].startswith("衡阳的云绩效") and len(body["results"]) == 3
+    top = body["results"][0]
+    assert "11月10日" in top["text"] and len(top["text"]) <= 500
+    assert set(top["citation"]) >= {"paper", "date", "date_source", "issue", "page", "headline", "byline",
+                                     "source", "start", "end", "label"}
+    assert top["citation"]["date"] == "2021-11-30" and top["citation"]["issue"] == "18012"
+
+
+def test_search_filters_by_request_issue(live_server):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "top_k": 10, "issue": "176001"}, timeout=60)
+    assert r.status_code == 200 and {h["citation"]["issue"] for h in r.json()["results"]} == {"176001"}
+
+
+def test_ask_answers_with_markers_for_every_citation(live_server):
+    r = httpx.post(f"{live_server}/api/ask", json={"question": "第18012号衡阳日报报道的全国先进制造业百强市榜单中，衡阳排在第几位？"},
+                   timeout=60)
+    body = r.json()
+    assert r.status_code == 200 and body["no_answer"] is False
+    assert "第88位" in body["answer"]
+    assert len(body["answer"].replace("[1]", "").replace("[2]", "").replace("[3]", "")) <= 300
+    for c in body["citations"]:
+        assert f"[{c['n']}]" in body["answer"]
+        assert c["citation"]["label"]
+
+
+def test_ask_says_not_found_when_the_archive_does_not_answer(live_server):
+    r = httpx.post(f"{live_server}/api/ask", json={"question": "衡阳市2021年全年地区生产总值是多少亿元？"}, timeout=60)
+    body = r.json()
+    assert body["no_answer"] is True and "未找到" in body["answer"]
+    assert body["citations"], "the closest passages are still listed"
+
+
+def test_ask_streams_citations_then_pieces_then_done(live_server):
+    with httpx.stream("POST", f"{live_server}/api/ask", timeout=60,
+                      json={"question": "习近平和菅义伟通电话时，表示中方支持日本明年办什么？", "stream": True}) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r.read().decode())
+    names = [n for n, _ in events]
+    assert names[0] == "citations" and names[-1] == "done" and "delta" in names
+    answer = "".join(d["text"] for n, d in events if n == "delta")
+    assert answer == events[-1][1]["answer"] and "奥运会" in answer
+
+
+def test_ask_follow_up_uses_the_history(live_server):
+    first = "朱健慰问一线医务人员时去了哪两家医院？"
+    r1 = httpx.post(f"{live_server}/api/ask", json={"question": first}, timeout=60).json()
+    r2 = httpx.post(f"{live_server}/api/ask", timeout=60, json={
+        "question": "他是在第几个中国医师节前夕去的？",
+        "history": [{"role": "user", "content": first}, {"role": "assistant", "content": r1["answer"]}]}).json()
+    assert r2["no_answer"] is False and "第四个" in r2["answer"]
+
+
+def test_citation_lookup_gives_article_and_highlight(live_server):
+    hit = httpx.post(f"{live_server}/api/search", json={"query": "衡阳陆港型国家物流枢纽入选", "top_k": 1},
+                     timeout=60).json()["results"][0]
+    r = httpx.get(f"{live_server}/api/citations/{hit['chunk_id']}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["citation"] == hit["citation"]
+    text, span = body["article"]["text"], body["highlight"]
+    quoted = text[span["start"]:span["end"]]
+    assert "".join(quoted.split()) == "".join(hit["text"].split())
+    assert body["article"]["headline"] == hit["citation"]["headline"]
+    assert "previous" in body and "next" in body
+
+
+@pytest.mark.parametrize("bad", ["nope", "000_72e2c7496de26bfa:ffffffffffff", "..%2F..%2Fetc%2Fpasswd"])
+def test_unknown_citation_is_404_with_a_message(live_server, bad):
+    r = httpx.get(f"{live_server}/api/citations/{bad}")
+    assert r.status_code == 404 and "message" in r.json()["error"]
+
+
+def test_issue_browsing(live_server):
+    issues = httpx.get(f"{live_server}/api/issues").json()["issues"]
+    assert len(issues) == 5
+    one = httpx.get(f"{live_server}/api/issues/{issues[0]['id']}").json()
+    assert one["id"] == issues[0]["id"] and one["articles"][0]["passages"][0]["text"]
+    assert httpx.get(f"{live_server}/api/issues/nope").status_code == 404
+
+
+def test_openai_client_against_the_live_server(live_server):
+    from openai import OpenAI
+
+    client = OpenAI(base_url=f"{live_server}/v1", api_key="unused", max_retries=0, timeout=60)
+    resp = client.chat.completions.create(
+        model="hengyang-archive",
+        messages=[{"role": "user", "content": "市政府2021年第15次常务会议原则通过了哪部条例草案？"}])
+    assert resp.model == "hengyang-archive"
+    content = resp.choices[0].message.content
+    assert "文明行为促进条例" in content and "[1]" in content
+    extra = resp.model_extra or {}
+    assert extra["citations"][0]["n"] == 1
+
+    stream = client.chat.completions.create(
+        model="hengyang-archive", stream=True,
+        messages=[{"role": "user", "content": "市政府2021年第15次常务会议原则通过了哪部条例草案？"}])
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == content

