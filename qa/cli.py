@@ -180,19 +180,29 @@ def eval_cmd(
     index: Optional[Path] = IndexOpt,
     json_out: bool = JsonOpt,
 ) -> None:
-    """Measure retrieval on a question file: recall@1, recall@k, MRR@10, per kind."""
-    from qa.evaluate import evaluate_retrieval, load_questions
+    """Measure retrieval (recall@1, recall@k, MRR@10) and answers (evidence quoted, "not found"),
+    per kind of question."""
+    from qa.answer import Answerer
+    from qa.evaluate import evaluate_answers, evaluate_retrieval, load_questions
 
     try:
         questions = load_questions(file)
     except ValueError as exc:
         _fail(str(exc))
-    report = {"retrieval": evaluate_retrieval(questions, _retriever(index), top_k)}
+    retriever = _retriever(index)
+    report = {"retrieval": evaluate_retrieval(questions, retriever, top_k),
+              "answers": evaluate_answers(questions, Answerer(retriever), top_k)}
     if json_out:
         _print_json(report)
         return
-    for kind, m in report["retrieval"]["by_kind"].items():
-        typer.echo(f"{kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    typer.echo("retrieval")
+    for kind, m in sorted(report["retrieval"]["by_kind"].items()):
+        typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    typer.echo("answers")
+    for kind, m in sorted(report["answers"]["by_kind"].items()):
+        typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    u = report["answers"]["unanswerable"]
+    typer.echo(f"  unanswerable answered 'not found': {u['not_found']}/{u['n']}")
 
 
 @app.command()
@@ -249,3 +259,7 @@ def serve(
 def main() -> None:  # pragma: no cover
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
+
+
+if __name__ == "__main__":  # `python -m qa.cli …`, as the tests and benchmarks run it
+    main()

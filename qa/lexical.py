@@ -69,6 +69,15 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def words(text: str) -> list[str]:
+    """Precise-mode jieba words (no search-mode sub-words), punctuation kept out.
+
+    Usage: ``words("衡阳市2021年全年地区生产总值是多少亿元？")``
+    """
+    _ensure_jieba()
+    return [w for w in (t.strip() for t in jieba.lcut(normalize(text))) if w and not _PUNCT.match(w)]
+
+
 class LexicalIndex:
     """BM25 over pre-tokenized passages (bm25s, sparse matrices); built once, persisted, never per query."""
 

@@ -76,9 +76,12 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+QA_CLI = [sys.executable, "-m", "qa.cli"]
+
+
 def build_index(directory: Path) -> Path:
     """`qa ingest seeds --index DIR`; returns DIR."""
-    proc = subprocess.run([sys.executable, "-m", "qa.cli", "ingest", str(SEEDS), "--index", str(directory)],
+    proc = subprocess.run([*QA_CLI, "ingest", str(SEEDS), "--index", str(directory)],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"qa ingest failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -94,7 +97,7 @@ class QAServer:
         self.log_path = log_path or index_dir.parent / f"server-{self.port}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa.cli", "serve", "--index", str(index_dir),
+            [*QA_CLI, "serve", "--index", str(index_dir),
              "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=ROOT, env=_env(env), stdout=self._log, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
@@ -147,9 +150,12 @@ def web_index(request, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server_url(request) -> str:
-    """Base URL of a running `qa serve` over the seed pages (conftest's `live_server` if present)."""
+    """Base URL of a running `qa serve` over the seed pages: $QA_TEST_BASE_URL (a server you
+    started yourself), else conftest's `live_server`, else one started here."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)")
+    if os.environ.get("QA_TEST_BASE_URL"):
+        return os.environ["QA_TEST_BASE_URL"].rstrip("/")
     try:
         return request.getfixturevalue("live_server")
     except pytest.FixtureLookupError:

@@ -26,9 +26,16 @@ except ImportError:  # pragma: no cover - the test extra is not installed
     pytest.skip("the playwright package is not installed", allow_module_level=True)
 
 
+# A dev question the archive answers, with the issue it must cite (d02 would do too, but the
+# answerer currently calls it "not found": see the report on qa/understand + qa/answer).
+MAIN = dev_question("d04")
+MAIN_DATE = "{}年{}月{}日".format(*(int(x) for x in MAIN["date"].split("-")))  # 2021年11月30日
+MAIN_ISSUE = f"第{MAIN['issue']}号"  # 第18012号
+
+
 def test_answer_streams_and_its_citation_opens_the_article(desktop, server_url):
     page = desktop
-    question = dev_question("d02")["question"]
+    question = MAIN["question"]
     page.goto(server_url)
     expect(page).to_have_title(re.compile("衡阳日报"))
     expect(page.get_by_test_id("welcome")).to_be_visible()
@@ -49,8 +56,8 @@ def test_answer_streams_and_its_citation_opens_the_article(desktop, server_url):
     detail = citation_response.value.json()
     panel = page.get_by_test_id("citation-panel")
     expect(panel).to_be_visible()
-    expect(panel.get_by_test_id("panel-date")).to_have_text("2021年11月30日")
-    expect(panel.get_by_test_id("panel-issue")).to_have_text("第18012号")
+    expect(panel.get_by_test_id("panel-date")).to_have_text(MAIN_DATE)
+    expect(panel.get_by_test_id("panel-issue")).to_have_text(MAIN_ISSUE)
     expect(panel.get_by_test_id("panel-label")).to_contain_text("第1版")
     mark = panel.get_by_test_id("highlight").first
     expect(mark).to_be_visible()
@@ -63,7 +70,7 @@ def test_answer_streams_and_its_citation_opens_the_article(desktop, server_url):
     panel.get_by_test_id("copy-citation").click()
     expect(panel.get_by_test_id("copy-citation")).to_contain_text("已复制")
     copied = page.evaluate("navigator.clipboard.readText()")
-    assert "第18012号" in copied and squash(detail["text"]) in squash(copied)
+    assert MAIN_ISSUE in copied and squash(detail["text"]) in squash(copied)
 
     page.wait_for_timeout(300)  # let the panel finish sliding in
     screenshot(page, "desktop")
@@ -71,13 +78,13 @@ def test_answer_streams_and_its_citation_opens_the_article(desktop, server_url):
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
     message.get_by_test_id("source-card").first.click()
-    expect(panel.get_by_test_id("panel-issue")).to_have_text("第18012号")
+    expect(panel.get_by_test_id("panel-issue")).to_have_text(MAIN_ISSUE)
     assert page.probe.errors == []
 
 
 def test_follow_up_sends_the_history_and_new_conversation_resets_it(desktop, server_url):
     page = desktop
-    first = dev_question("d02")["question"]
+    first = MAIN["question"]
     page.goto(server_url)
     box = page.get_by_test_id("question-input")
     box.fill("第一行")
@@ -85,7 +92,7 @@ def test_follow_up_sends_the_history_and_new_conversation_resets_it(desktop, ser
     assert box.input_value() == "第一行\n" and page.probe.asks == []  # Shift+Enter is a newline
 
     ask(page, first)
-    ask(page, "湖南一共有几个城市上榜？长沙排第几？")
+    ask(page, "这个平台有哪些功能？")
     expect(page.get_by_test_id("assistant-message")).to_have_count(2)
     first_body, follow_up = page.probe.asks
     assert first_body["history"] == []
@@ -96,7 +103,7 @@ def test_follow_up_sends_the_history_and_new_conversation_resets_it(desktop, ser
     page.get_by_test_id("new-conversation").click()
     expect(page.get_by_test_id("assistant-message")).to_have_count(0)
     expect(page.get_by_test_id("welcome")).to_be_visible()
-    ask(page, dev_question("d04")["question"])
+    ask(page, dev_question("d03")["question"])
     assert page.probe.asks[-1]["history"] == []
     assert page.probe.errors == []
 
@@ -116,7 +123,7 @@ def test_markup_in_a_question_is_shown_as_text(desktop, server_url):
 def test_phone_sized_screen(phone, server_url):
     page = phone
     page.goto(server_url)
-    message = ask(page, dev_question("d02")["question"])
+    message = ask(page, MAIN["question"])
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     screenshot(page, "phone-answer")
 
@@ -126,7 +133,7 @@ def test_phone_sized_screen(phone, server_url):
     expect(panel).to_have_css("transform", "none")  # finished sliding up
     box = panel.bounding_box()
     assert box == {"x": 0, "y": 0, "width": 390, "height": 844}, box  # covers the screen
-    expect(panel.get_by_test_id("panel-issue")).to_have_text("第18012号")
+    expect(panel.get_by_test_id("panel-issue")).to_have_text(MAIN_ISSUE)
     expect(panel.get_by_test_id("highlight").first).to_be_in_viewport()
     screenshot(page, "phone")
 
@@ -210,7 +217,7 @@ def test_api_key_is_asked_for_once_and_sent(desktop, keyed_server_url):
     page.goto(keyed_server_url)
     dialog = page.get_by_test_id("api-key-dialog")
     box = page.get_by_test_id("question-input")
-    box.fill(dev_question("d02")["question"])
+    box.fill(MAIN["question"])
     box.press("Enter")
     expect(dialog).to_be_visible()
     page.get_by_test_id("api-key-input").fill("wrong-key")
@@ -229,6 +236,6 @@ def test_api_key_is_asked_for_once_and_sent(desktop, keyed_server_url):
     message.get_by_test_id("citation-marker").first.click()  # /api/citations needs the key too
     expect(page.get_by_test_id("highlight").first).to_be_visible()
     page.get_by_test_id("panel-close").click()
-    ask(page, dev_question("d04")["question"])
+    ask(page, dev_question("d03")["question"])
     expect(dialog).to_be_hidden()
     assert page.probe.ask_headers[-1].get("authorization") == f"Bearer {API_KEY}"

@@ -251,6 +251,14 @@
   }
   function scrollToBottom(force) {
     if (force || nearBottom()) ui.scroller.scrollTop = ui.scroller.scrollHeight;
+    pinned = nearBottom();
+  }
+  // Stay at the latest message when the composer grows (filter row, long question) or the
+  // window shrinks, as long as the reader was at the bottom.
+  let pinned = true;
+  ui.scroller.addEventListener("scroll", () => { pinned = nearBottom(); }, { passive: true });
+  if (typeof ResizeObserver === "function") {
+    new ResizeObserver(() => { if (pinned) ui.scroller.scrollTop = ui.scroller.scrollHeight; }).observe(ui.scroller);
   }
 
   function addUserMessage(question, dates) {
@@ -650,6 +658,7 @@
         if (a === start) s = s.replace(/^[ \t\u3000]+/, "");
         if (!s) continue;
         p.append(marked ? h("mark", { testid: "highlight", text: s }) : document.createTextNode(s));
+        if (marked) p.classList.add("quoted");
       }
       out.push(p);
     }
@@ -748,5 +757,6 @@
   });
 
   updateSendState();
-  ui.input.focus();
+  // Focus the question box on desktops; on phones that would pop the keyboard over the page.
+  if (!window.matchMedia("(max-width: 640px), (pointer: coarse)").matches) ui.input.focus();
 })();
