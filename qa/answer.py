@@ -48,6 +48,7 @@ _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*[”’」』）
 _ASKS_NUMBER = re.compile(r"多少|几[个项家位件次名所年月天人]?|第几|多大|比重|比例|排名|排第")
 _ASKS_DATE = re.compile(r"哪天|哪一天|什么时候|何时|哪年|哪一年|几月|几号|日期")
 _HAS_NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家位件次名所年月日天人%％倍]")
+_QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|是否|吗|呢")
 _HAS_DATE = re.compile(r"\d{1,4}\s*[年月日]|[一二三四五六七八九十]+月|[上下]旬|今年|去年|明年")
 
 
@@ -174,6 +175,8 @@ class Answerer:
         for tok in tokenize(text):
             if len(tok) < 2 and not tok.isdigit():
                 continue  # single characters are mostly noise from search-mode segmentation
+            if _QUESTION_WORD.search(tok):
+                continue  # '几位', '什么时候': the answer never repeats them
             weights[tok] = lexical.idf(tok) * (2.0 if tok in own else 1.0)
         return weights
 
@@ -184,30 +187,52 @@ class Answerer:
         t = normalize(text)
         return sum(w for tok, w in weights.items() if tok in t) / sum(weights.values())
 
+    @staticmethod
+    def _beyond_headline(weights: dict[str, float], headline: str | None) -> dict[str, float]:
+        """Question terms the headline already states set the topic; within the article, the
+        sentence that answers is the one with the question's *other* terms."""
+        if not headline:
+            return weights
+        h = normalize(headline)
+        return {t: w * (0.1 if t in h else 1.0) for t, w in weights.items()}
+
     def _coverage(self, weights: dict[str, float], hit: Hit) -> float:
         return self._covered(weights, f"{hit.citation.headline or ''} {hit.text}")
 
     def _extract(self, query: Query, hits: list[Hit], weights, coverage: list[float]) -> AnswerResult:
         asks_number = bool(_ASKS_NUMBER.search(query.question))
         asks_date = bool(_ASKS_DATE.search(query.question))
+        focus = {t for terms in self.focus_terms(query.question) for t in terms}
         sentences: list[_Sentence] = []
         for i, hit in enumerate(hits):
+            in_article = self._beyond_headline(weights, hit.citation.headline)
             for j, s in enumerate(split_sentences(hit.text)):
                 if len(s) < 6:
                     continue
-                score = self._covered(weights, s) + 0.25 * coverage[i] + 0.15 / (i + 1)
+                # What the sentence covers of the question, helped by its passage's rank and
+                # coverage; a sentence that names the asked-for attribute and holds the kind of
+                # value asked for (a number, a date) is the likeliest answer. Long sentences
+                # cover more terms by chance, so they pay a little for their length.
+                score = self._covered(in_article, s) + 0.25 * coverage[i] + 0.15 / (i + 1) - 0.05 * len(s) / 100
+                if focus and any(t in normalize(s) for t in focus):
+                    score += 0.15
                 if asks_number and _HAS_NUMBER.search(s):
-                    score += 0.1
+                    score += 0.2
                 if asks_date and _HAS_DATE.search(s):
-                    score += 0.1
+                    score += 0.2
                 sentences.append(_Sentence(s, i, j, score))
         sentences.sort(key=lambda s: -s.score)
         chosen: list[_Sentence] = []
+        seen: set[str] = set()
         used = 0
         best = sentences[0].score if sentences else 0.0
         for s in sentences:
             if s.score < best * 0.6 or len(chosen) >= 3:
                 break
+            key = re.sub(r"\W", "", normalize(s.text))[:24]  # OCR repeats and overlapping passages
+            if key in seen:
+                continue
+            seen.add(key)
             if used + len(s.text) > MAX_ANSWER_CHARS:
                 if chosen:
                     continue

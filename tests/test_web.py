@@ -74,6 +74,16 @@ def test_answer_streams_and_its_citation_opens_the_article(desktop, server_url):
 
     page.wait_for_timeout(300)  # let the panel finish sliding in
     screenshot(page, "desktop")
+
+    if detail["next"]:  # 下一段 moves the highlight to the article's next passage
+        with page.expect_response(lambda r: "/api/citations/" in r.url) as next_response:
+            panel.get_by_test_id("next-passage").click()
+        following = next_response.value.json()
+        page.wait_for_function(
+            """t => [...document.querySelectorAll('[data-testid=highlight]')]
+                     .map(m => m.textContent).join('').replace(/\\s+/g, '') === t""",
+            arg=squash(following["text"]))
+        expect(panel.get_by_test_id("prev-passage")).to_be_enabled()
     # A source card opens the same panel; Escape closes it.
     page.keyboard.press("Escape")
     expect(panel).to_be_hidden()
