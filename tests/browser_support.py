@@ -9,31 +9,21 @@ Usage (in a test module)::
         desktop.goto(server_url)
         ask(desktop, "衡阳排第几？")
 
-The server fixture is the lead's ``live_server`` from tests/conftest.py when it exists, else
-our own: ``qa ingest seeds --index DIR`` once, then ``qa serve`` on a free port. Every server
-we start is terminated by a finalizer and, should pytest itself die, by the kernel
-(``PR_SET_PDEATHSIG``), so none outlives the test run.
+Servers are conftest's ``LiveServer`` (``qa serve`` over a copy of the session's seed index),
+terminated by a finalizer and, should pytest itself die, by the kernel.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SEEDS = ROOT / "seeds"
-DEV = ROOT / "eval" / "dev.jsonl"
+from conftest import DEV, ROOT, LiveServer
+
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,94 +46,16 @@ def dev_question(qid: str) -> dict:
 
 
 # -- a real server ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra or {})}
-    # Works whether or not the package is installed into the interpreter.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-QA_CLI = [sys.executable, "-m", "qa.cli"]
-
-
-def build_index(directory: Path) -> Path:
-    """`qa ingest seeds --index DIR`; returns DIR."""
-    proc = subprocess.run([*QA_CLI, "ingest", str(SEEDS), "--index", str(directory)],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        raise RuntimeError(f"qa ingest failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return directory
-
-
-class QAServer:
-    """`qa serve --index DIR` on 127.0.0.1:free port, in a subprocess."""
-
-    def __init__(self, index_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or index_dir.parent / f"server-{self.port}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [*QA_CLI, "serve", "--index", str(index_dir),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT, env=_env(env), stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-        )
-
-    def wait(self, timeout: float = 300) -> "QAServer":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.close()
-                raise RuntimeError(f"qa serve exited with {self.proc.returncode}:\n"
-                                   f"{self.log_path.read_text(errors='replace')[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"qa serve did not answer /health within {timeout}s; log: {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
 def _start(request, index_dir: Path, env: dict[str, str] | None = None) -> str:
-    server = QAServer(index_dir, env)
+    server = LiveServer(index_dir, env)
     request.addfinalizer(server.stop)  # registered before waiting: a failed start is cleaned up too
     return server.wait().url
 
 
 @pytest.fixture(scope="session")
-def web_index(request, tmp_path_factory) -> Path:
-    """A private index of seeds/: a copy of conftest's `seed_index` if there is one, else built here."""
+def web_index(seed_index, tmp_path_factory) -> Path:
+    """A private copy of conftest's seed index."""
     target = tmp_path_factory.mktemp("web") / "index"
-    try:
-        seed_index = request.getfixturevalue("seed_index")
-    except pytest.FixtureLookupError:
-        return build_index(target)
     shutil.copytree(seed_index, target)
     return target
 
@@ -156,10 +68,7 @@ def server_url(request) -> str:
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium fonts-noto-cjk)")
     if os.environ.get("QA_TEST_BASE_URL"):
         return os.environ["QA_TEST_BASE_URL"].rstrip("/")
-    try:
-        return request.getfixturevalue("live_server")
-    except pytest.FixtureLookupError:
-        return _start(request, request.getfixturevalue("web_index"))
+    return request.getfixturevalue("live_server")
 
 
 API_KEY = "web-test-key-7f3a"

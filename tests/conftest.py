@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,25 +57,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 class LiveServer:
-    """`qa serve` in a subprocess on 127.0.0.1; always stopped by the fixture's finalizer."""
+    """`qa serve` in a subprocess on 127.0.0.1. Stopped by the fixture's finalizer and, should
+    the test process itself die, by the kernel (PR_SET_PDEATHSIG): it never outlives the tests."""
 
     def __init__(self, index_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
+        self.log_path = log_path or index_dir.parent / f"server-{self.port}.log"
         full_env = {**os.environ, "QA_INDEX_DIR": str(index_dir), **(env or {})}
-        log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )
 
     def wait(self, timeout: float = 180) -> "LiveServer":
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
+                tail = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return self
@@ -91,6 +103,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._log.close()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +111,7 @@ def live_server(seed_index, tmp_path_factory) -> str:
     """Base URL of a real `qa serve` over a copy of the seed index."""
     directory = tmp_path_factory.mktemp("live") / "index"
     shutil.copytree(seed_index, directory)
-    server = LiveServer(directory, log_path=directory.parent / "server.log")
+    server = LiveServer(directory)
     try:
         yield server.wait().url
     finally:
