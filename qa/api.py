@@ -34,7 +34,7 @@ from qa.config import Settings, get_settings
 from qa.embed import load_embedder
 from qa.index import Archive
 from qa.lookup import citation_detail, issue_detail, issue_list
-from qa.retrieve import HybridRetriever
+from qa.retrieve import Citation, HybridRetriever
 from qa.store import IndexMismatchError
 from qa.understand import Turn
 
@@ -44,25 +44,11 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
 
 
 # -- request / response models (they make /docs the reference) ------------------------------------
-class CitationModel(BaseModel):
-    paper: str | None
-    date: str | None
-    date_source: str | None
-    issue: str | None
-    page: int | None
-    headline: str | None
-    byline: str | None
-    source: str
-    start: int
-    end: int
-    label: str
-
-
 class SearchResult(BaseModel):
     chunk_id: str
     text: str
     score: float
-    citation: CitationModel
+    citation: Citation
 
 
 def _check_date(v: str | None) -> str | None:
@@ -110,7 +96,7 @@ class CitedModel(BaseModel):
     n: int
     chunk_id: str
     text: str
-    citation: CitationModel
+    citation: Citation
 
 
 class AskResponse(BaseModel):
@@ -148,13 +134,9 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, **extra}})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuse request bodies over `max_bytes` with a 413, whether or not they declare a length
-    (chunked bodies are counted as they arrive)."""
+    (chunked bodies are counted as they arrive; the app then sees the client go away)."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
@@ -168,28 +150,24 @@ class BodyLimit:
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(scope, receive, send)
         seen = 0
-        started = False
+        refused = False
 
         async def counted_receive():
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _BodyTooLarge()
+                    refused = True
+                    await self._refuse(scope, receive, send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracked_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def guarded_send(message):
+            if not refused:  # once the 413 is out, whatever the app says is dropped
+                await send(message)
 
-        try:
-            await self.app(scope, counted_receive, tracked_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
+        await self.app(scope, counted_receive, guarded_send)
 
     async def _refuse(self, scope, receive, send):
         response = _error(413, f"request body over {self.max_bytes} bytes")
@@ -207,9 +185,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="衡阳日报 archive QA", version="0.1.0", lifespan=lifespan,
                   description="Ask the 衡阳日报 archive; every answer cites issue, date, page and passage.")
-    if settings.cors_origins.strip():
-        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
-                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -223,6 +198,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'")
         return await call_next(request)
 
+    if settings.cors_origins.strip():
+        # Added last, so it is the outermost layer: preflights are answered before the key check,
+        # and error responses carry the CORS headers a browser needs to read them.
+        app.add_middleware(CORSMiddleware, allow_origins=[o.strip() for o in settings.cors_origins.split(",")],
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"])
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
         problems = []
@@ -230,10 +211,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             problems.append(f"{where or 'body'}: {e.get('msg')}")
         return _error(422, "invalid request: " + "; ".join(problems))
-
-    @app.exception_handler(_BodyTooLarge)
-    async def too_large(_request: Request, _exc: _BodyTooLarge):
-        return _error(413, f"request body over {settings.max_body_bytes} bytes")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException):
@@ -339,15 +316,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return EventSourceResponse(stream(), ping=15)
 
+    def found(lookup, store, key: str, what: str) -> dict:
+        # Ids are checked for shape first: nothing path-like ever reaches the store.
+        data = lookup(store, key) if _SAFE_ID.match(key) else None
+        if data is None:
+            raise HTTPException(404, f"no {what} with id {key!r}")
+        return data
+
     @app.get("/api/citations/{chunk_id}", tags=["lookup"])
     def citation(chunk_id: str, svc: Services = Depends(services)) -> dict:
         """A passage, its citation, the whole article with the highlight offsets, and its neighbours."""
-        if not _SAFE_ID.match(chunk_id):
-            raise HTTPException(404, f"no passage with id {chunk_id!r}")
-        data = citation_detail(svc.archive.store, chunk_id)
-        if data is None:
-            raise HTTPException(404, f"no passage with id {chunk_id!r}")
-        return data
+        return found(citation_detail, svc.archive.store, chunk_id, "passage")
 
     @app.get("/api/issues", tags=["lookup"])
     def issues(svc: Services = Depends(services)) -> dict:
@@ -355,12 +334,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/api/issues/{issue_id}", tags=["lookup"])
     def issue(issue_id: str, svc: Services = Depends(services)) -> dict:
-        if not _SAFE_ID.match(issue_id):
-            raise HTTPException(404, f"no issue with id {issue_id!r}")
-        data = issue_detail(svc.archive.store, issue_id)
-        if data is None:
-            raise HTTPException(404, f"no issue with id {issue_id!r}")
-        return data
+        """One issue with its articles and their passages."""
+        return found(issue_detail, svc.archive.store, issue_id, "issue")
 
     web = resources.files("qa") / "web"
     if (web / "index.html").is_file():

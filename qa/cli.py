@@ -252,6 +252,7 @@ def serve(
         report = ingest_paths([settings.seeds_dir], directory, embed_model=settings.embed_model,
                               faiss_factory=settings.faiss_index)
         typer.echo(f"{report.pages} pages, {report.passages} passages, {len(report.failures)} failed")
+    _retriever(directory)  # fails with a clear message if the index was built with another model
     uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
                 log_level="info")
 

@@ -63,12 +63,15 @@ def lexical_tokens(article: Article | None, passage: Passage) -> list[str]:
     return head + tokenize(passage.text)
 
 
-def prepare_page(page: Page, embedder: Embedder):
-    """Chunk, embed and tokenize one parsed page."""
+def prepare_page(page: Page, embedder: Embedder, report: IngestReport | None = None):
+    """Chunk, embed and tokenize one parsed page (timing the embedding into `report`)."""
     passages = chunk_page(page)
     articles = {a.index: a for a in page.articles}
     texts = [embedding_text(page, articles.get(p.article_index), p) for p in passages]
+    t0 = time.perf_counter()
     vectors = embedder.embed_passages(texts)
+    if report is not None:
+        report.embed_seconds += time.perf_counter() - t0
     tokens = [lexical_tokens(articles.get(p.article_index), p) for p in passages]
     return passages, vectors, tokens
 
@@ -101,9 +104,7 @@ def ingest_paths(
             if archive.store.checksum_of(page.issue.source) == page.issue.checksum:
                 report.unchanged += 1
                 continue
-            t_embed = time.perf_counter()
-            passages, vectors, tokens = prepare_page(page, embedder)
-            report.embed_seconds += time.perf_counter() - t_embed
+            passages, vectors, tokens = prepare_page(page, embedder, report)
             archive.write_page(page, passages, vectors, tokens)
             report.pages += 1
             report.articles += len(page.articles)
