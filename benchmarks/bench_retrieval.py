@@ -26,8 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from qa.answer import Answerer, split_sentences  # noqa: E402
-from qa.chunk import Passage  # noqa: E402
+from qa.answer import Answerer  # noqa: E402
+from qa.chunk import Passage, split_sentences  # noqa: E402
 from qa.embed import load_embedder  # noqa: E402
 from qa.evaluate import load_questions  # noqa: E402
 from qa.index import Archive  # noqa: E402

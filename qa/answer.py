@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from qa.chunk import split_sentences
 from qa.lexical import normalize, tokenize, words
 from qa.retrieve import Hit, HybridRetriever
 from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH, Query, Turn, understand
@@ -44,7 +45,6 @@ _LIGHT = {"是", "有", "为", "了", "的", "在", "排", "排在", "占", "到
           "第", "里", "中", "正式", "具体", "目前", "已经", "现在", "预计", "计划", "时候", "起", "从", "是从",
           "都", "又", "还", "要", "会", "将", "能", "可以", "什么", "被", "由"}
 
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*[”’」』）)]*")
 _ASKS_NUMBER = re.compile(r"多少|几[个项家位件次名所年月天人]?|第几|多大|比重|比例|排名|排第")
 _ASKS_DATE = re.compile(r"哪天|哪一天|什么时候|何时|哪年|哪一年|几月|几号|日期")
 _HAS_NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家位件次名所年月日天人%％倍]")
@@ -86,11 +86,6 @@ class _Sentence:
     passage: int  # index into hits
     order: int  # position in the passage
     score: float
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a passage (line breaks are paragraph ends). Usage: ``split_sentences(p.text)``"""
-    return [m.group().strip() for m in _SENTENCE.finditer(text) if m.group().strip()]
 
 
 class Answerer:

@@ -56,6 +56,13 @@ def normalize(s: str) -> str:
     return strip_ws(unicodedata.normalize("NFKC", s))
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences of a text; a line break (paragraph end) also ends one.
+
+    Usage: ``split_sentences(passage.text)``"""
+    return [s for line in text.split("\n") for m in _SENTENCE.finditer(line) if (s := m.group().strip())]
+
+
 @dataclass
 class _Unit:
     """A sentence (or a piece of an over-long one) of one paragraph."""

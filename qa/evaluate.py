@@ -12,11 +12,11 @@ Usage::
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from qa.chunk import normalize
 
 
 @dataclass
@@ -35,9 +35,8 @@ class EvalQuestion:
         return bool(self.evidence) and self.kind != "unanswerable"
 
 
-def norm(text: str) -> str:
-    """NFKC with all whitespace removed: how evidence and passages are compared."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+# NFKC with all whitespace removed: how evidence and passages are compared.
+norm = normalize
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
