@@ -48,6 +48,10 @@ _LIGHT = {"是", "有", "为", "了", "的", "在", "排", "排在", "占", "到
 _ASKS_NUMBER = re.compile(r"多少|几[个项家位件次名所年月天人]?|第几|多大|比重|比例|排名|排第")
 _ASKS_DATE = re.compile(r"哪天|哪一天|什么时候|何时|哪年|哪一年|几月|几号|日期")
 _HAS_NUMBER = re.compile(r"[0-9０-９]|[一二三四五六七八九十百千万亿两]+[个项家位件次名所年月日天人%％倍]")
+_ASKS_PERSON = re.compile(r"谁|哪位|何人|哪个人|什么人")
+# A person in a news sentence nearly always comes with an office or a title.
+_HAS_PERSON = re.compile(r"书记|市长|省长|县长|区长|主席|总理|总统|首相|部长|厅长|局长|主任|委员长|经理|董事长|院士|教授|"
+                         r"负责人|发言人|记者|同志|先生|女士")
 _QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|是否|吗|呢")
 _HAS_DATE = re.compile(r"\d{1,4}\s*[年月日]|[一二三四五六七八九十]+月|[上下]旬|今年|去年|明年")
 
@@ -197,6 +201,7 @@ class Answerer:
     def _extract(self, query: Query, hits: list[Hit], weights, coverage: list[float]) -> AnswerResult:
         asks_number = bool(_ASKS_NUMBER.search(query.question))
         asks_date = bool(_ASKS_DATE.search(query.question))
+        asks_person = bool(_ASKS_PERSON.search(query.question))
         focus = {t for terms in self.focus_terms(query.question) for t in terms}
         sentences: list[_Sentence] = []
         for i, hit in enumerate(hits):
@@ -214,6 +219,8 @@ class Answerer:
                 if asks_number and _HAS_NUMBER.search(s):
                     score += 0.2
                 if asks_date and _HAS_DATE.search(s):
+                    score += 0.2
+                if asks_person and _HAS_PERSON.search(s):
                     score += 0.2
                 sentences.append(_Sentence(s, i, j, score))
         sentences.sort(key=lambda s: -s.score)
