@@ -15,15 +15,18 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 
 import httpx
 
 from qa.chunk import split_sentences
-from qa.lexical import normalize, tokenize, words
+from qa.lexical import fold, tokenize, words
 from qa.retrieve import Hit, HybridRetriever
 from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH, Query, Turn, understand
+
+log = logging.getLogger("qa.answer")
 
 MAX_ANSWER_CHARS = 300
 NOT_FOUND = "档案中未找到能回答这个问题的内容。以下是最接近的几段报道，供参考。"
@@ -92,6 +95,12 @@ class _Sentence:
     score: float
 
 
+def not_found(query: Query, hits: list[Hit], message: str = NOT_FOUND) -> AnswerResult:
+    """The "not in the archive" answer, listing the closest passages for the reader to judge."""
+    return AnswerResult(query.question, message, True,
+                        [CitedPassage(i + 1, h) for i, h in enumerate(hits[:3])], query, pieces=[message])
+
+
 class Answerer:
     """Retrieve, decide whether the archive answers, and compose a cited answer."""
 
@@ -114,16 +123,15 @@ class Answerer:
         weights = self._term_weights(query)
         coverage = [self._coverage(weights, h) for h in hits]
         if not hits or max(coverage) < MIN_COVERAGE or not self._states_focus(query, hits):
-            return AnswerResult(question, NOT_FOUND, True,
-                                [CitedPassage(i + 1, h) for i, h in enumerate(hits[:3])], query,
-                                pieces=[NOT_FOUND])
+            return not_found(query, hits)
         extractive = self._extract(query, hits, weights, coverage)
-        if self.llm is None:
+        if extractive.no_answer or self.llm is None:
             return extractive
         try:
             return self.llm.answer(query, hits)
         except LLMError as exc:
-            extractive.warning = f"LLM upstream failed ({exc}); extractive answer returned instead"
+            log.warning("LLM upstream failed: %s", exc)  # the detail (URL, status) stays in the log
+            extractive.warning = f"LLM upstream failed ({exc.kind}); extractive answer returned instead"
             return extractive
 
     # -- deciding whether the archive answers -------------------------------------------------
@@ -158,7 +166,7 @@ class Answerer:
         checks = self.focus_terms(query.question)
         if not checks:
             return True
-        texts = [normalize(f"{h.citation.headline or ''} {h.text}") for h in hits[:FOCUS_PASSAGES]]
+        texts = [fold(f"{h.citation.headline or ''} {h.text}") for h in hits[:FOCUS_PASSAGES]]
         return all(any(term in t for t in texts for term in focus) for focus in checks)
 
     # -- scoring ------------------------------------------------------------------------------
@@ -183,7 +191,7 @@ class Answerer:
     def _covered(weights: dict[str, float], text: str) -> float:
         if not weights:
             return 0.0
-        t = normalize(text)
+        t = fold(text)
         return sum(w for tok, w in weights.items() if tok in t) / sum(weights.values())
 
     @staticmethod
@@ -192,7 +200,7 @@ class Answerer:
         sentence that answers is the one with the question's *other* terms."""
         if not headline:
             return weights
-        h = normalize(headline)
+        h = fold(headline)
         return {t: w * (0.1 if t in h else 1.0) for t, w in weights.items()}
 
     def _coverage(self, weights: dict[str, float], hit: Hit) -> float:
@@ -214,7 +222,7 @@ class Answerer:
                 # value asked for (a number, a date) is the likeliest answer. Long sentences
                 # cover more terms by chance, so they pay a little for their length.
                 score = self._covered(in_article, s) + 0.25 * coverage[i] + 0.15 / (i + 1) - 0.05 * len(s) / 100
-                if focus and any(t in normalize(s) for t in focus):
+                if focus and any(t in fold(s) for t in focus):
                     score += 0.15
                 if asks_number and _HAS_NUMBER.search(s):
                     score += 0.2
@@ -227,11 +235,13 @@ class Answerer:
         chosen: list[_Sentence] = []
         seen: set[str] = set()
         used = 0
-        best = sentences[0].score if sentences else 0.0
+        if not sentences:
+            return not_found(query, hits)
+        best = sentences[0].score
         for s in sentences:
-            if s.score < best * 0.6 or len(chosen) >= 3:
+            if s.score < best - 0.4 * abs(best) or len(chosen) >= 3:
                 break
-            key = re.sub(r"\W", "", normalize(s.text))[:24]  # OCR repeats and overlapping passages
+            key = re.sub(r"\W", "", fold(s.text))[:24]  # OCR repeats and overlapping passages
             if key in seen:
                 continue
             seen.add(key)
@@ -256,7 +266,11 @@ class Answerer:
 
 
 class LLMError(RuntimeError):
-    """The LLM upstream failed, timed out or answered nonsense."""
+    """The LLM upstream failed, timed out or answered nonsense. `kind` is safe to show a user."""
+
+    def __init__(self, message: str, kind: str = "error"):
+        super().__init__(message)
+        self.kind = kind
 
 
 _LLM_SYSTEM = (
@@ -286,15 +300,17 @@ class LLMClient:
                               json={"model": self.model, "messages": messages, "temperature": 0})
             resp.raise_for_status()
             text = resp.json()["choices"][0]["message"]["content"].strip()
+        except httpx.TimeoutException as exc:
+            raise LLMError(f"timeout after {self.timeout}s: {exc}", "timeout") from exc
+        except httpx.HTTPStatusError as exc:
+            raise LLMError(f"{exc}", f"HTTP {exc.response.status_code}") from exc
         except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+            raise LLMError(f"{type(exc).__name__}: {exc}", "unusable response") from exc
         if not text:
-            raise LLMError("empty answer")
+            raise LLMError("empty answer", "empty answer")
         used = [int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(hits)]
-        if not used:
-            return AnswerResult(query.question, text, True,
-                                [CitedPassage(i + 1, h) for i, h in enumerate(hits[:3])], query,
-                                pieces=[text])
+        if not used:  # the LLM found nothing to cite: it said the passages do not answer
+            return not_found(query, hits, text)
         renumber: dict[int, int] = {}
         for n in used:
             renumber.setdefault(n, len(renumber) + 1)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import get_route_path
 
 from qa.answer import AnswerResult, Answerer, LLMClient
 from qa.config import Settings, get_settings
@@ -35,7 +36,6 @@ from qa.embed import load_embedder
 from qa.index import Archive
 from qa.lookup import citation_detail, issue_detail, issue_list
 from qa.retrieve import Citation, HybridRetriever
-from qa.store import IndexMismatchError
 from qa.understand import Turn
 
 log = logging.getLogger("qa.api")
@@ -190,7 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        path = request.url.path
+        path = get_route_path(request.scope)  # without any root_path: what routing matches
         if settings.api_key and (path.startswith("/api/") or path.startswith("/v1/")):
             given = request.headers.get("authorization", "")
             token = given[7:] if given.lower().startswith("bearer ") else ""
@@ -274,8 +274,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 yield {"event": "done", "data": json.dumps(result.to_dict(), ensure_ascii=False)}
             except Exception as exc:  # an error mid-stream is an event, not a dropped connection
                 log.exception("ask stream failed")
-                yield {"event": "error", "data": json.dumps({"message": f"{type(exc).__name__}: {exc}"},
-                                                            ensure_ascii=False)}
+                yield {"event": "error", "data": json.dumps(
+                    {"message": f"internal error ({type(exc).__name__}); the answer could not be completed"},
+                    ensure_ascii=False)}
 
         return EventSourceResponse(events(), ping=15)
 
@@ -317,7 +318,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return EventSourceResponse(stream(), ping=15)
 
     def found(lookup, store, key: str, what: str) -> dict:
-        # Ids are checked for shape first: nothing path-like ever reaches the store.
+        # Ids are checked for shape first; they only ever reach the store as SQL parameters.
         data = lookup(store, key) if _SAFE_ID.match(key) else None
         if data is None:
             raise HTTPException(404, f"no {what} with id {key!r}")

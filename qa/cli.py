@@ -102,7 +102,7 @@ def ingest(
 
 
 @app.command()
-def remove(sources: list[str] = typer.Argument(..., help="Page file names (or issue ids)."),
+def remove(sources: list[str] = typer.Argument(..., help="Page sources as `qa issues` lists them (or issue ids)."),
            index: Optional[Path] = IndexOpt) -> None:
     """Take pages out of the archive, with their articles and passages."""
     from qa.index import IndexBusyError
@@ -110,7 +110,7 @@ def remove(sources: list[str] = typer.Argument(..., help="Page file names (or is
 
     _open_store(index)
     try:
-        missing = remove_sources(sources, _index_dir(index))
+        missing = remove_sources(sources, _index_dir(index), faiss_factory=get_settings().faiss_index)
     except IndexBusyError as exc:
         _fail(str(exc))
     for s in sources:

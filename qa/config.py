@@ -34,7 +34,6 @@ class Settings(BaseSettings):
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = closed.")
     max_question_chars: int = 2000
     max_body_bytes: int = 64 * 1024
-    max_top_k: int = 50
     # Optional OpenAI-compatible LLM upstream for generated answers
     llm_base_url: str | None = None
     llm_model: str | None = None

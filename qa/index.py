@@ -190,6 +190,9 @@ class Archive:
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
         if not inner.is_trained and n:
             inner.train(vectors)
+        ivf = faiss.try_extract_index_ivf(inner)
+        if ivf is not None:
+            ivf.make_direct_map()  # fusion reconstructs lexical-only candidates' vectors by id
         index = faiss.IndexIDMap2(inner)
         if n:
             index.add_with_ids(vectors, vec_ids)
@@ -212,7 +215,9 @@ class Archive:
         behind), they are rebuilt here first."""
         derived = self.derived_generation()
         if derived != self.store.generation():
-            derived = self._recover() or derived
+            recovered = self._recover()
+            if recovered is not None:
+                derived = recovered
         snap = self._snapshot
         if snap is not None and snap.generation == derived:
             return snap
@@ -220,7 +225,12 @@ class Archive:
             raise RuntimeError(f"index {self.directory} has no search files yet; run: qa ingest")
         with self._snap_lock:
             if self._snapshot is None or self._snapshot.generation != derived:
-                self._snapshot = self._load(self.directory / DERIVED / f"gen-{derived:08d}", derived)
+                try:
+                    self._snapshot = self._load(self.directory / DERIVED / f"gen-{derived:08d}", derived)
+                except FileNotFoundError:
+                    # Two quick publishes pruned the one we read CURRENT for: take the newest.
+                    newest = self.derived_generation()
+                    self._snapshot = self._load(self.directory / DERIVED / f"gen-{newest:08d}", newest)
             return self._snapshot
 
     def _recover(self) -> int | None:

@@ -34,18 +34,20 @@ class IngestReport:
     embed_seconds: float = 0.0
 
 
-def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Page files under the given files/folders (sorted), and the paths that do not exist."""
-    files: list[Path] = []
+def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Page files under the given files/folders, each with its source name (its path below the
+    folder given, so `2021/01.txt` and `2022/01.txt` stay two pages; a file given by itself is
+    named by its file name), and the paths that do not exist."""
+    files: list[tuple[Path, str]] = []
     missing: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
             files.extend(
-                p for p in sorted(path.rglob("*"))
+                (p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*"))
                 if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")
             )
         elif path.is_file():
-            files.append(path)
+            files.append((path, path.name))
         else:
             missing.append((str(path), "no such file or folder"))
     return files, missing
@@ -95,9 +97,10 @@ def ingest_paths(
         if rebuild:
             archive.clear()
         archive.store.check_embedder(embedder.model_id, embedder.dim)
-        for path in tqdm(files, desc="ingest", unit="page", disable=not progress):
+        for path, source in tqdm(files, desc="ingest", unit="page", disable=not progress):
             try:
-                page = parse_page(path)
+                page = parse_page(path, source)
+                archive.store.check_identity(page.issue)
             except PageError as exc:
                 report.failures.append((str(path), str(exc)))
                 continue
@@ -114,13 +117,13 @@ def ingest_paths(
     return report
 
 
-def remove_sources(sources: list[str], index_dir: Path) -> list[str]:
-    """Take pages out of the index by file name (or issue id); returns those not found."""
-    archive = Archive(index_dir)
+def remove_sources(sources: list[str], index_dir: Path, faiss_factory: str = "Flat") -> list[str]:
+    """Take pages out of the index by source name (or issue id); returns those not found."""
+    archive = Archive(index_dir, faiss_factory=faiss_factory)
     missing = []
     with archive.writer():
         for source in sources:
-            if not archive.remove_page(Path(source).name) and not archive.remove_page(source):
+            if not archive.remove_page(source):
                 missing.append(source)
         archive.refresh_derived()
     return missing

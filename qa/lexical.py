@@ -49,7 +49,7 @@ def _ensure_jieba() -> None:
         _initialized = True
 
 
-def normalize(text: str) -> str:
+def fold(text: str) -> str:
     """NFKC + lower case: full-width digits and letters match their half-width forms."""
     return unicodedata.normalize("NFKC", text).lower()
 
@@ -61,7 +61,7 @@ def tokenize(text: str) -> list[str]:
     """
     _ensure_jieba()
     out = []
-    for tok in jieba.cut_for_search(normalize(text)):
+    for tok in jieba.cut_for_search(fold(text)):
         tok = tok.strip()
         if not tok or tok in STOP_WORDS or _PUNCT.match(tok):
             continue
@@ -75,7 +75,7 @@ def words(text: str) -> list[str]:
     Usage: ``words("衡阳市2021年全年地区生产总值是多少亿元？")``
     """
     _ensure_jieba()
-    return [w for w in (t.strip() for t in jieba.lcut(normalize(text))) if w and not _PUNCT.match(w)]
+    return [w for w in (t.strip() for t in jieba.lcut(fold(text))) if w and not _PUNCT.match(w)]
 
 
 class LexicalIndex:

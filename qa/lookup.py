@@ -54,14 +54,14 @@ def issue_detail(store: Store, issue_id: str) -> dict | None:
     return _issue_fields(issue) | {"articles": arts}
 
 
-def highlight(article_text_: str, passage_text: str) -> tuple[int, int] | None:
+def highlight(article_text: str, passage_text: str) -> tuple[int, int] | None:
     """[start, end) of the passage inside the article text, ignoring whitespace differences."""
     target = _WS.sub("", passage_text)
     if not target:
         return None
     # Map positions of the whitespace-free article text back to the article text.
-    keep = [i for i, ch in enumerate(article_text_) if not ch.isspace()]
-    flat = "".join(article_text_[i] for i in keep)
+    keep = [i for i, ch in enumerate(article_text) if not ch.isspace()]
+    flat = "".join(article_text[i] for i in keep)
     at = flat.find(target)
     if at < 0:
         return None
@@ -79,7 +79,9 @@ def citation_detail(store: Store, chunk_id: str) -> dict | None:
         return None
     text = article.body
     siblings = store.passages_of_article(article.id)
-    idx = next(i for i, p in enumerate(siblings) if p.id == chunk_id)
+    idx = next((i for i, p in enumerate(siblings) if p.id == chunk_id), None)
+    if idx is None:  # the page was replaced between these reads
+        return None
     span = highlight(text, found.text)
     return {
         "chunk_id": chunk_id,

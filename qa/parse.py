@@ -126,9 +126,11 @@ def decode_page(raw: bytes, name: str) -> tuple[str, str]:
     raise PageError(f"{name}: cannot be decoded as UTF-8 or GB18030")
 
 
-def parse_page(path: Path) -> Page:
+def parse_page(path: Path, source: str | None = None) -> Page:
     """Read, decode and parse one page file (plus its `NAME.meta.json` sidecar, if any).
 
+    `source` names the page in the archive (default: the file name; `qa ingest` passes the
+    path below the folder it was given, so same-named files in different folders stay apart).
     Usage: ``page = parse_page(Path("seeds/000_72e2c7496de26bfa.txt"))``.
     Raises `PageError` (naming the file) for unreadable pages and broken sidecars.
     """
@@ -138,7 +140,13 @@ def parse_page(path: Path) -> Page:
     except OSError as exc:
         raise PageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     text, encoding = decode_page(raw, str(path))
-    return parse_text(text, source=path.name, checksum=hashlib.sha256(raw).hexdigest(),
+    # The checksum covers the sidecar too: fixing a page's metadata re-ingests the page.
+    digest = hashlib.sha256(raw)
+    for candidate in sidecar_paths(path):
+        if candidate.is_file():
+            digest.update(candidate.read_bytes())
+            break
+    return parse_text(text, source=source or path.name, checksum=digest.hexdigest(),
                       encoding=encoding, sidecar=read_sidecar(path))
 
 
@@ -427,11 +435,14 @@ def _read_masthead(issue: Issue, lines: list[_Line]) -> None:
 
 
 def _apply_sidecar(issue: Issue, sidecar: dict) -> None:
-    """Fill the fields the page itself does not state."""
+    """Fill the fields the page itself does not state. The page number is the exception: the
+    masthead only implies page 1, so a sidecar that says otherwise wins."""
     if issue.date is None and sidecar.get("date"):
         issue.date, issue.date_source = sidecar["date"], "sidecar"
+    if sidecar.get("page") is not None:
+        issue.page = sidecar["page"]
     for attr, key in (("paper", "paper"), ("weekday", "weekday"), ("issue_no", "issue"),
-                      ("page", "page"), ("page_count", "page_count")):
+                      ("page_count", "page_count")):
         if getattr(issue, attr) is None and sidecar.get(key) is not None:
             setattr(issue, attr, sidecar[key])
 
@@ -720,18 +731,20 @@ def parse_text(text: str, *, source: str, checksum: str, encoding: str,
                sidecar: dict | None = None) -> Page:
     """Parse decoded page text; spans in the result index into the returned `Page.text`.
 
+    `sidecar` is a validated sidecar as `read_sidecar` returns it.
     Usage: ``parse_text(text, source="002_x.txt", checksum=sha, encoding="utf-8", sidecar={"date": "2022-12-15"})``
     """
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         raise PageError(f"{source}: empty page")
-    issue = Issue(id=_safe_id(Path(source).stem), source=source, checksum=checksum, encoding=encoding)
+    issue = Issue(id=_safe_id(str(Path(source).with_suffix(""))), source=source, checksum=checksum,
+                  encoding=encoding)
     lines = _split_lines(text)
     body_from = _masthead_end(lines)
     if body_from:
         _read_masthead(issue, lines[:body_from])
     if sidecar:
-        _apply_sidecar(issue, _clean_sidecar(sidecar, f"sidecar of {source}"))
+        _apply_sidecar(issue, sidecar)
     if issue.date is None:
         m = _FILENAME_DATE.search(source)
         if m and _valid_date(m.group(0)):

@@ -127,7 +127,7 @@ class HybridRetriever:
                 mask = None  # the question's own date names no page we have: it dated an event
             else:
                 return []
-        fused = self._fuse(snap, query.search_text, mask, max(top_k, 10))
+        fused = self._fuse(snap, query.search_text, mask)
         return self._hits(snap, fused[:top_k])
 
     # -- internals ----------------------------------------------------------------------------
@@ -155,7 +155,7 @@ class HybridRetriever:
         scores = snap.lexical.scores(tokenize(text))
         return np.where(mask, scores, 0.0) if mask is not None else scores
 
-    def _fuse(self, snap: Snapshot, text: str, mask, k: int) -> list[tuple[int, float]]:
+    def _fuse(self, snap: Snapshot, text: str, mask) -> list[tuple[int, float]]:
         """Convex combination of min-max normalized dense and BM25 scores over the union of both
         candidate lists. On the dev set any weight in 0.3–0.7 scored the same, and clearly above
         reciprocal rank fusion, which throws away how far ahead a clear lexical winner is."""

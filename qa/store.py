@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from qa.chunk import Passage
-from qa.parse import Page
+from qa.parse import Issue, Page, PageError
 
 FORMAT_VERSION = "1"
 DB_NAME = "archive.sqlite3"
@@ -204,7 +204,7 @@ class Store:
     ) -> None:
         """Insert a page, replacing any earlier version of the same source (inside `tx`)."""
         issue = page.issue
-        tx.execute("DELETE FROM issues WHERE id = ? OR source = ?", (issue.id, issue.source))
+        tx.execute("DELETE FROM issues WHERE source = ?", (issue.source,))
         d = asdict(issue)
         tx.execute(
             "INSERT INTO issues (id, source, checksum, encoding, paper, date, date_source, weekday, "
@@ -240,6 +240,14 @@ class Store:
     def clear(self, tx: sqlite3.Connection) -> None:
         tx.execute("DELETE FROM issues")
         tx.execute("DELETE FROM manifest WHERE key IN ('embed_model', 'embed_dim')")
+
+    def check_identity(self, issue: Issue) -> None:
+        """Refuse a page whose id is taken by a page from another source (e.g. `a/01.txt` vs
+        `a_01.txt`): replacing it would silently drop the other page."""
+        row = self.conn.execute("SELECT source FROM issues WHERE id = ?", (issue.id,)).fetchone()
+        if row is not None and row["source"] != issue.source:
+            raise PageError(f"{issue.source}: its id {issue.id!r} is already used by {row['source']!r}; "
+                            f"rename one of them")
 
     # -- reads ----------------------------------------------------------------------------
     def checksum_of(self, source: str) -> str | None:

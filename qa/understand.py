@@ -8,14 +8,14 @@ Usage::
     q = understand("第18012号衡阳日报报道的百强市榜单中衡阳排第几？")
     q.issue            # '18012'
     q = understand("那2023年呢？", history=[Turn("user", "2021年11月30日衡阳日报头版讲了什么？")])
-    q.search_text      # '2023年11月30日衡阳日报头版讲了什么？'
+    q.search_text      # '2023年衡阳日报头版讲了什么？'
 """
 
 from __future__ import annotations
 
 import calendar
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
@@ -44,7 +44,6 @@ class Query:
     date_to: str | None = None
     issue: str | None = None
     follow_up: bool = False
-    notes: list[str] = field(default_factory=list)
 
 
 def _iso(y: int, m: int, d: int) -> str | None:

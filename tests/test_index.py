@@ -128,3 +128,31 @@ def _all_passages(store: Store) -> list[dict]:
         for a in issue_detail(store, issue.id)["articles"]:
             out.extend(a["passages"])
     return out
+
+
+def test_same_file_name_in_two_folders_is_two_pages(tmp_path):
+    pages = tmp_path / "pages"
+    for year, seed in (("2021", "000_72e2c7496de26bfa.txt"), ("2023", "001_f6fea3e315053468.txt")):
+        (pages / year).mkdir(parents=True)
+        shutil.copy(SEEDS / seed, pages / year / "p01.txt")
+    report = ingest_paths([pages], tmp_path / "index", progress=False)
+    assert report.pages == 2 and not report.failures
+    issues = issue_list(Store.open(tmp_path / "index"))
+    assert sorted((i["source"], i["date"]) for i in issues) == [("2021/p01.txt", "2021-11-30"),
+                                                               ("2023/p01.txt", "2023-12-21")]
+    again = ingest_paths([pages], tmp_path / "index", progress=False)
+    assert again.pages == 0 and again.unchanged == 2  # no flip-flopping between the two
+
+
+def test_a_new_or_changed_sidecar_reingests_the_page(tmp_path):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    shutil.copy(SEEDS / "002_2cbcf802db6e83b8.txt", pages)
+    index = tmp_path / "index"
+    ingest_paths([pages], index, progress=False)
+    sidecar = pages / "002_2cbcf802db6e83b8.txt.meta.json"
+    sidecar.write_text(json.dumps({"paper": "衡阳日报", "date": "2022-12-15", "issue": "18390", "page": 1}))
+    report = ingest_paths([pages], index, progress=False)
+    assert report.pages == 1
+    (issue,) = issue_list(Store.open(index))
+    assert (issue["date"], issue["date_source"], issue["issue"]) == ("2022-12-15", "sidecar", "18390")

@@ -116,6 +116,14 @@ def test_sidecar_does_not_override_the_masthead(tmp_path):
         "2021-11-30", "masthead", "18012", 8)
 
 
+def test_sidecar_page_number_wins_over_the_masthead_guess(tmp_path):
+    # A masthead only implies page 1; a sidecar that says otherwise is the better word.
+    page_path = tmp_path / P000.name
+    shutil.copy(P000, page_path)
+    (tmp_path / (P000.name + ".meta.json")).write_text(json.dumps({"page": 3}), encoding="utf-8")
+    assert parse_page(page_path).issue.page == 3
+
+
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"date": "30/11/2021"}',
                                      '{"date": "2021-02-30"}', '{"page": "one"}'])
 def test_broken_sidecar_is_an_error_naming_it(tmp_path, content):

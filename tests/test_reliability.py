@@ -224,3 +224,15 @@ def test_concurrent_search_and_ask_calls_all_succeed(live_server):
         parallel = list(pool.map(one, range(32)))
     for i, got in enumerate(parallel):
         assert got == serial[i % 8], i  # same answers under load as one at a time
+
+
+def test_api_key_also_guards_an_app_mounted_under_a_path_prefix(seed_index):
+    from fastapi.testclient import TestClient
+
+    from qa.api import create_app
+    from qa.config import Settings
+
+    app = create_app(Settings(index_dir=seed_index, api_key="k3y"))
+    with TestClient(app, root_path="/qa") as client:
+        assert client.get("/qa/api/issues").status_code == 401
+        assert client.get("/qa/api/issues", headers={"Authorization": "Bearer k3y"}).status_code == 200
