@@ -122,7 +122,7 @@ class Answerer:
         hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
         weights = self._term_weights(query)
         coverage = [self._coverage(weights, h) for h in hits]
-        if not hits or max(coverage) < MIN_COVERAGE or not self._states_focus(query, hits):
+        if not hits or max(coverage) < MIN_COVERAGE or not self._states_focus(query, hits, coverage):
             return not_found(query, hits)
         extractive = self._extract(query, hits, weights, coverage)
         if extractive.no_answer or self.llm is None:
@@ -162,11 +162,14 @@ class Answerer:
                     out.append(focus)
         return out
 
-    def _states_focus(self, query: Query, hits: list[Hit]) -> bool:
+    def _states_focus(self, query: Query, hits: list[Hit], coverage: list[float]) -> bool:
         checks = self.focus_terms(query.question)
         if not checks:
             return True
-        texts = [fold(f"{h.citation.headline or ''} {h.text}") for h in hits[:FOCUS_PASSAGES]]
+        # The attribute must stand in a passage about the question's topic, not in any passage
+        # that happens to be retrieved (a "投资" in an unrelated story answers nothing).
+        on_topic = [h for h, c in zip(hits[:FOCUS_PASSAGES], coverage) if c >= 0.5 * max(coverage)]
+        texts = [fold(f"{h.citation.headline or ''} {h.text}") for h in on_topic]
         return all(any(term in t for t in texts for term in focus) for focus in checks)
 
     # -- scoring ------------------------------------------------------------------------------
