@@ -291,6 +291,15 @@ class LLMClient:
         self.api_key = api_key
         self.timeout = timeout
 
+    @classmethod
+    def from_settings(cls, settings) -> "LLMClient | None":
+        """The configured upstream, or None when `QA_LLM_BASE_URL`/`QA_LLM_MODEL` are unset.
+
+        Usage: ``Answerer(retriever, LLMClient.from_settings(get_settings()))``"""
+        if not (settings.llm_base_url and settings.llm_model):
+            return None
+        return cls(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
+
     def answer(self, query: Query, hits: list[Hit]) -> AnswerResult:
         numbered = "\n\n".join(f"[{i}] {h.citation.label}\n{h.text}" for i, h in enumerate(hits, 1))
         messages = [

@@ -124,10 +124,7 @@ class Services:
         self.embedder = load_embedder(settings.embed_model)
         self.archive.store.check_embedder(self.embedder.model_id, self.embedder.dim)
         self.retriever = HybridRetriever(self.archive, self.embedder)
-        llm = None
-        if settings.llm_base_url and settings.llm_model:
-            llm = LLMClient(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
-        self.answerer = Answerer(self.retriever, llm)
+        self.answerer = Answerer(self.retriever, LLMClient.from_settings(settings))
 
 
 def _error(status: int, message: str, **extra: Any) -> JSONResponse:

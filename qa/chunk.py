@@ -18,15 +18,14 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from qa.parse import Article, Page, Paragraph
+from qa.parse import CLOSING_MARKS, Article, Page, Paragraph
 
 MAX_CHARS = 500
 
 _WS = re.compile(r"\s+")
 _ENDS = "。！？!?；;"
-_CLOSERS = "”’」』）)》】"
 # A sentence: everything up to a run of sentence-ending marks plus any closing quotes after them.
-_SENTENCE = re.compile(rf"[^{_ENDS}]+(?:[{_ENDS}]+[{_CLOSERS}]*)?|[{_ENDS}]+[{_CLOSERS}]*")
+_SENTENCE = re.compile(rf"[^{_ENDS}]+(?:[{_ENDS}]+[{CLOSING_MARKS}]*)?|[{_ENDS}]+[{CLOSING_MARKS}]*")
 _SOFT_BREAKS = "，、,：:"  # where an over-long sentence is cut, before resorting to a hard cut
 _PARAGRAPH_BREAK_FILL = 0.6  # a passage this full ends at a paragraph end rather than run on
 _MIN_DEDUP_CHARS = 8  # shorter repeats ('他说。') are ordinary prose, not duplicated text
@@ -86,7 +85,7 @@ def _units(paragraph: Paragraph, index: int, max_chars: int) -> list[_Unit]:
         if start == end:
             continue
         k = end
-        while k > start and text[k - 1] in _CLOSERS:
+        while k > start and text[k - 1] in CLOSING_MARKS:
             k -= 1
         complete = k > start and text[k - 1] in _ENDS
         if end - start <= max_chars:

@@ -39,13 +39,19 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _existing_index(index: Optional[Path]) -> Path:
+    from qa.store import DB_NAME
+
+    directory = _index_dir(index)
+    if not (directory / DB_NAME).exists():
+        _fail(f"no index at {directory}; build one with: qa ingest --index {directory}")
+    return directory
+
+
 def _open_store(index: Optional[Path]):
     from qa.store import Store
 
-    directory = _index_dir(index)
-    if not (directory / "archive.sqlite3").exists():
-        _fail(f"no index at {directory}; build one with: qa ingest --index {directory}")
-    return Store.open(directory)
+    return Store.open(_existing_index(index))
 
 
 def _retriever(index: Optional[Path]):
@@ -54,11 +60,8 @@ def _retriever(index: Optional[Path]):
     from qa.retrieve import HybridRetriever
     from qa.store import IndexMismatchError
 
-    directory = _index_dir(index)
-    if not (directory / "archive.sqlite3").exists():
-        _fail(f"no index at {directory}; build one with: qa ingest --index {directory}")
     settings = get_settings()
-    archive = Archive(directory, faiss_factory=settings.faiss_index)
+    archive = Archive(_existing_index(index), faiss_factory=settings.faiss_index)
     embedder = load_embedder(settings.embed_model)
     try:
         archive.store.check_embedder(embedder.model_id, embedder.dim)
@@ -217,11 +220,7 @@ def ask(
 
     if not question.strip():
         _fail("the question is empty")
-    settings = get_settings()
-    llm = None
-    if settings.llm_base_url and settings.llm_model:
-        llm = LLMClient(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
-    result = Answerer(_retriever(index), llm).ask(question, top_k=top_k)
+    result = Answerer(_retriever(index), LLMClient.from_settings(get_settings())).ask(question, top_k=top_k)
     if json_out:
         _print_json(result.to_dict())
         return
@@ -243,11 +242,11 @@ def serve(
 
     from qa.api import create_app
     from qa.ingest import ingest_paths
-    from qa.store import Store
+    from qa.store import DB_NAME, Store
 
     settings = get_settings().model_copy(update={"index_dir": _index_dir(index)})
     directory = settings.index_dir
-    if not (directory / "archive.sqlite3").exists() or Store.open(directory).counts()["passages"] == 0:
+    if not (directory / DB_NAME).exists() or Store.open(directory).counts()["passages"] == 0:
         typer.echo(f"index {directory} is empty: ingesting {settings.seeds_dir} first")
         report = ingest_paths([settings.seeds_dir], directory, embed_model=settings.embed_model,
                               faiss_factory=settings.faiss_index)

@@ -53,7 +53,7 @@ class Snapshot:
     issue_nos: list[str | None]
     vectors: faiss.Index  # IndexIDMap keyed by vec_ids
     lexical: LexicalIndex
-    position: dict[int, int] = field(default_factory=dict)  # vec_id → position
+    position: dict[int, int] = field(init=False)  # vec_id → position
 
     def __post_init__(self) -> None:
         self.position = {int(v): i for i, v in enumerate(self.vec_ids)}

@@ -18,7 +18,7 @@ from qa.chunk import Passage, chunk_page
 from qa.embed import Embedder, load_embedder
 from qa.index import Archive
 from qa.lexical import tokenize
-from qa.parse import Article, Page, PageError, parse_page
+from qa.parse import Page, PageError, parse_page
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 
@@ -53,28 +53,27 @@ def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str,
     return files, missing
 
 
-def embedding_text(page: Page, article: Article | None, passage: Passage) -> str:
+def embedding_text(page: Page, passage: Passage) -> str:
     """What is embedded: a short header (date · headline) then the passage text."""
-    header = " · ".join(x for x in (page.issue.date, article.headline if article else None) if x)
+    header = " · ".join(x for x in (page.issue.date, passage.headline) if x)
     return f"{header}\n{passage.text}" if header else passage.text
 
 
-def lexical_tokens(article: Article | None, passage: Passage) -> list[str]:
+def lexical_tokens(passage: Passage) -> list[str]:
     """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own."""
-    head = tokenize(article.headline) if article and article.headline else []
+    head = tokenize(passage.headline) if passage.headline else []
     return head + tokenize(passage.text)
 
 
 def prepare_page(page: Page, embedder: Embedder, report: IngestReport | None = None):
     """Chunk, embed and tokenize one parsed page (timing the embedding into `report`)."""
     passages = chunk_page(page)
-    articles = {a.index: a for a in page.articles}
-    texts = [embedding_text(page, articles.get(p.article_index), p) for p in passages]
+    texts = [embedding_text(page, p) for p in passages]
     t0 = time.perf_counter()
     vectors = embedder.embed_passages(texts)
     if report is not None:
         report.embed_seconds += time.perf_counter() - t0
-    tokens = [lexical_tokens(articles.get(p.article_index), p) for p in passages]
+    tokens = [lexical_tokens(p) for p in passages]
     return passages, vectors, tokens
 
 

@@ -214,7 +214,7 @@ def _valid_date(iso: str) -> str | None:
 # Line features
 
 _TERMINAL = "。！？；!?;：:…"  # a line ending in one of these ends its paragraph
-_CLOSERS = "”’」』）)》】〕"
+CLOSING_MARKS = "”’」』）)》】〕"  # may follow a sentence end and still belong to the sentence
 _MID_SENTENCE_END = "，,、的地得了着和与及或在从把被将对向于是而并且之其由"  # a headline never ends so
 _CLAUSE_PUNCT = re.compile(r"[，,；;]")
 _SENTENCE_STOP = re.compile(r"[。！？!?]")
@@ -345,7 +345,7 @@ def _cut_markers(text: str, line: _Line) -> None:
 
 
 def _ends_terminal(s: str) -> bool:
-    s = s.rstrip(_CLOSERS)
+    s = s.rstrip(CLOSING_MARKS)
     return bool(s) and s[-1] in _TERMINAL
 
 
@@ -353,7 +353,7 @@ def _heading_like(s: str, *, strict: bool) -> bool:
     """A short line that could be a kicker, headline or subtitle (not a piece of prose)."""
     if not s or len(s) > (_SUBHEAD_MAX if strict else _HEADING_MAX):
         return False
-    bare = s.rstrip(_CLOSERS) or s
+    bare = s.rstrip(CLOSING_MARKS) or s
     if bare[-1] in "。！？!?；;…" or s[-1] in _MID_SENTENCE_END:
         return False
     if _SENTENCE_STOP.search(s):
