@@ -169,7 +169,9 @@ def load_embedder(name: str | None = None) -> Embedder:
         if emb is None:
             path = resolve_model(name)
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
 
+            hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in CLI output
             model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
             model.eval()
             emb = _cache[name] = Embedder(model, name, path)
