@@ -122,9 +122,10 @@ class Answerer:
         hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
         weights = self._term_weights(query)
         coverage = [self._coverage(weights, h) for h in hits]
-        if not hits or max(coverage) < MIN_COVERAGE or not self._states_focus(query, hits, coverage):
+        focus = self.focus_terms(query.question)
+        if not hits or max(coverage) < MIN_COVERAGE or not self._states_focus(focus, hits, coverage):
             return not_found(query, hits)
-        extractive = self._extract(query, hits, weights, coverage)
+        extractive = self._extract(query, hits, weights, coverage, focus)
         if extractive.no_answer or self.llm is None:
             return extractive
         try:
@@ -162,13 +163,14 @@ class Answerer:
                     out.append(focus)
         return out
 
-    def _states_focus(self, query: Query, hits: list[Hit], coverage: list[float]) -> bool:
-        checks = self.focus_terms(query.question)
+    @staticmethod
+    def _states_focus(checks: list[list[str]], hits: list[Hit], coverage: list[float]) -> bool:
         if not checks:
             return True
         # The attribute must stand in a passage about the question's topic, not in any passage
         # that happens to be retrieved (a "投资" in an unrelated story answers nothing).
-        on_topic = [h for h, c in zip(hits[:FOCUS_PASSAGES], coverage) if c >= 0.5 * max(coverage)]
+        floor = 0.5 * max(coverage)
+        on_topic = [h for h, c in zip(hits[:FOCUS_PASSAGES], coverage) if c >= floor]
         texts = [fold(f"{h.citation.headline or ''} {h.text}") for h in on_topic]
         return all(any(term in t for t in texts for term in focus) for focus in checks)
 
@@ -209,11 +211,12 @@ class Answerer:
     def _coverage(self, weights: dict[str, float], hit: Hit) -> float:
         return self._covered(weights, f"{hit.citation.headline or ''} {hit.text}")
 
-    def _extract(self, query: Query, hits: list[Hit], weights, coverage: list[float]) -> AnswerResult:
+    def _extract(self, query: Query, hits: list[Hit], weights, coverage: list[float],
+                 focus_checks: list[list[str]]) -> AnswerResult:
         asks_number = bool(_ASKS_NUMBER.search(query.question))
         asks_date = bool(_ASKS_DATE.search(query.question))
         asks_person = bool(_ASKS_PERSON.search(query.question))
-        focus = {t for terms in self.focus_terms(query.question) for t in terms}
+        focus = {t for terms in focus_checks for t in terms}
         sentences: list[_Sentence] = []
         for i, hit in enumerate(hits):
             in_article = self._beyond_headline(weights, hit.citation.headline)
@@ -224,8 +227,9 @@ class Answerer:
                 # coverage; a sentence that names the asked-for attribute and holds the kind of
                 # value asked for (a number, a date) is the likeliest answer. Long sentences
                 # cover more terms by chance, so they pay a little for their length.
-                score = self._covered(in_article, s) + 0.25 * coverage[i] + 0.15 / (i + 1) - 0.05 * len(s) / 100
-                if focus and any(t in fold(s) for t in focus):
+                folded = fold(s)
+                score = self._covered(in_article, folded) + 0.25 * coverage[i] + 0.15 / (i + 1) - 0.05 * len(s) / 100
+                if focus and any(t in folded for t in focus):
                     score += 0.15
                 if asks_number and _HAS_NUMBER.search(s):
                     score += 0.2

@@ -198,12 +198,10 @@ def eval_cmd(
     if json_out:
         _print_json(report)
         return
-    typer.echo("retrieval")
-    for kind, m in sorted(report["retrieval"]["by_kind"].items()):
-        typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
-    typer.echo("answers")
-    for kind, m in sorted(report["answers"]["by_kind"].items()):
-        typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
+    for section in ("retrieval", "answers"):
+        typer.echo(section)
+        for kind, m in sorted(report[section]["by_kind"].items()):
+            typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
     u = report["answers"]["unanswerable"]
     typer.echo(f"  unanswerable answered 'not found': {u['not_found']}/{u['n']}")
 
