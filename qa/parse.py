@@ -16,7 +16,9 @@ from __future__ import annotations
 import bisect
 import hashlib
 import json
+import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
@@ -278,6 +280,11 @@ _HEADING_MAX = 120  # kicker/headline/subtitle lines seen in print run up to ~80
 _SUBHEAD_MAX = 40
 _GROUP_MAX = 5  # kicker + headline + subtitle(s) + column tag
 _COUPLET_MAX = 14  # each half of a two-line headline ('领导干部带头学' / '全员覆盖深入学')
+# A column / series tag: a quoted or bracketed name with a number ('“2022年人大工作回眸”①').
+_COLUMN_TAG = re.compile(r"[“「【〔\[][^”」】〕\]\n]{2,20}[”」】〕\]]\s*(?:[①-⑳]|[（(]?[一二三四五六七八九十\d]{1,3}[）)]?|之[一二三四五六七八九十]{1,3})")
+# A subtitle that only says who took part: '朱健主持', '刘丽华出席并讲话', '朱健参加慰问'.
+_ATTRIBUTION = re.compile(r"[\u4e00-\u9fff、]{2,8}?(?:主持|出席|参加|讲话|致辞|陪同|慰问|见证)[\u4e00-\u9fff]{0,6}"
+                          r"(?:\s+[\u4e00-\u9fff、]{2,8}?(?:主持|出席|参加|讲话|致辞|陪同|慰问|见证)[\u4e00-\u9fff]{0,6})*")
 
 
 @dataclass
@@ -487,6 +494,7 @@ class _ArticleBuilder:
         self.start: int | None = None
         self.end = 0
         self.closed = False
+        self.editor_note = False  # holds only an editor's note so far: it joins the next story
 
     def touch(self, line: _Line) -> None:
         self.start = line.start if self.start is None else min(self.start, line.start)
@@ -578,10 +586,22 @@ def _split_heading(cores: list[str], md_levels: list[int]) -> tuple[str | None, 
         # Markdown says which line is the headline: above it kickers, below it subtitles.
         return (" ".join(cores[:main_md]) or None, cores[main_md],
                 " ".join(cores[main_md + 1:]) or None)
+    # A series tag ('“2022年人大工作回眸”①') labels the column, not the story: it goes with the kicker.
+    tags = [c for c in cores if _COLUMN_TAG.fullmatch(c)]
+    if tags and len(tags) < len(cores):
+        cores = [c for c in cores if c not in tags]
+        kicker, headline, subtitle = _split_heading(cores, [0] * len(cores))
+        return " ".join(([kicker] if kicker else []) + tags), headline, subtitle
+    signalled = any(_KICKER_END.search(c) or c.startswith("——") or _SAME_LINE_KICKER.match(c)
+                    for c in cores)
     if (len(cores) >= 3 and all(len(c) <= _COUPLET_MAX for c in cores[:2])
-            and not any(_KICKER_END.search(c) or c.startswith("——") for c in cores[:2])):
+            and not any(_KICKER_END.search(c) or c.startswith("——") or _ATTRIBUTION.fullmatch(c)
+                        for c in cores[:2])):
         # Two short lines on top of a longer one: a two-line (couplet) headline and its subtitle.
         return None, f"{cores[0]} {cores[1]}", " ".join(cores[2:])
+    if not signalled and sum(not _ATTRIBUTION.fullmatch(c) for c in cores) >= 3:
+        # Three stacked titles with nothing marking them are the classic 引题 / 主题 / 副题.
+        return cores[0], cores[1], " ".join(cores[2:])
     for i, core in enumerate(cores):
         if headline is None:
             same_line = _SAME_LINE_KICKER.match(core)
@@ -600,6 +620,22 @@ def _split_heading(cores: list[str], md_levels: list[int]) -> tuple[str | None, 
     if headline is None and kicker:
         headline = kicker.pop()
     return " ".join(kicker) or None, headline, " ".join(subtitle) or None
+
+
+def _parallel_runs(cores: list[str]) -> list[tuple[int, int]]:
+    """Split heading lines into runs wherever two neighbours are parallel headlines: they share
+    an opening and an ending covering at least half of the shorter one ('习近平同伊朗总统通电话' /
+    '习近平同伊拉克总统通电话'). A headline and its kicker or subtitle never read like that."""
+    runs, lo = [], 0
+    for k in range(1, len(cores)):
+        a, b = cores[k - 1], cores[k]
+        prefix = len(os.path.commonprefix([a, b]))
+        suffix = len(os.path.commonprefix([a[::-1], b[::-1]]))
+        if prefix >= 2 and suffix >= 2 and prefix + suffix >= min(len(a), len(b)) / 2 and a != b:
+            runs.append((lo, k))
+            lo = k
+    runs.append((lo, len(cores)))
+    return runs
 
 
 class _PageParser:
@@ -631,11 +667,28 @@ class _PageParser:
         return self.current
 
     def _start_article(self, heading: list[_Line]) -> None:
-        self._close()
-        self.current = _ArticleBuilder(self.text)
+        note = self.current if self.current is not None and self.current.editor_note else None
+        if note is not None and not note.closed:
+            # An editor's note (编者按) introduces the story printed after it: one article.
+            note.flush()
+            note.editor_note = False
+        else:
+            self._close()
+            self.current = _ArticleBuilder(self.text)
         self.current.heading = heading
         for line in heading:
             self.current.touch(line)
+
+    def _start_teasers(self, heading: list[_Line], marker: _Line) -> None:
+        """Teasers above one marker ('习近平同伊朗总统通电话' / '习近平同伊拉克总统通电话' / '>>> 详见第七版'):
+        parallel lines are headlines of separate stories, each sent on by the shared marker."""
+        runs = _parallel_runs([line.core for line in heading])
+        for lo, hi in runs[:-1]:
+            self._start_article(heading[lo:hi])
+            self.current.markers.extend(marker.markers)
+            self.current.closed = True
+        lo, hi = runs[-1]
+        self._start_article(heading[lo:hi])
 
     def _confirmed_group(self, i: int, *, mid_sentence: bool) -> int | None:
         """End (exclusive) of a heading group starting at line i that a byline, a dateline, a
@@ -692,7 +745,10 @@ class _PageParser:
         mid_sentence = current is not None and current.paragraph_open
         group_end = self._confirmed_group(i, mid_sentence=mid_sentence)
         if group_end is not None and group_end > i:
-            self._start_article(self.lines[i:group_end])
+            if group_end < self.n and self.marker_only[group_end]:
+                self._start_teasers(self.lines[i:group_end], self.lines[group_end])
+            else:
+                self._start_article(self.lines[i:group_end])
             return group_end
         if self.marker_only[i]:
             article = self._article()
@@ -711,7 +767,10 @@ class _PageParser:
             current.add_body_line(line)  # an OCR column break inside a sentence
             return i + 1
         if _EDITOR_NOTE.fullmatch(line.core):
-            self._start_article([line])
+            self._close()
+            self.current = _ArticleBuilder(self.text)
+            self.current.add_subhead(line)
+            self.current.editor_note = True
             return i + 1
         run_end = self._subhead_run(i)
         if run_end - i >= 2:
@@ -725,6 +784,109 @@ class _PageParser:
             return i + 1
         self._article().add_body_line(line)
         return i + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Text an OCR'd page prints twice
+
+_WS_RUN = re.compile(r"\s+")
+_REPEAT_MIN = 40  # a repeated tail shorter than this may be an ordinary restatement
+_REPEAT_BUDGET = 20_000_000  # characters scanned per page; pathological pages skip the check
+
+
+class _FlatBody:
+    """An article's paragraphs as one comparison string (NFKC, no whitespace) that maps back to
+    (paragraph index, offset in its text)."""
+
+    def __init__(self, article: Article):
+        self.article = article
+        self.text = "".join(_WS_RUN.sub("", unicodedata.normalize("NFKC", p.text))
+                            for p in article.paragraphs)
+
+    def locate(self, k: int) -> tuple[int, int]:
+        """(paragraph index, offset in its text) of comparison position k."""
+        seen = 0
+        for index, paragraph in enumerate(self.article.paragraphs):
+            for i, ch in enumerate(paragraph.text):
+                width = len(_WS_RUN.sub("", unicodedata.normalize("NFKC", ch)))
+                if seen + width > k:
+                    return index, i
+                seen += width
+        raise IndexError(k)
+
+
+def _bigrams(s: str) -> set[str]:
+    return {s[i:i + 2] for i in range(len(s) - 1)}
+
+
+def _affinity(block: str, context: str) -> float:
+    """Share of the block's character bigrams that its would-be article also uses elsewhere."""
+    grams = _bigrams(block)
+    return len(grams & _bigrams(context)) / len(grams) if grams else 0.0
+
+
+def _repeated_tail(body: str, others: str) -> int:
+    """Smallest k such that body[k:] also stands earlier in `body` or in `others` (len(body) if none).
+    Any suffix of a repeated text is repeated too, so a binary search finds it."""
+    lo, hi = 0, len(body)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        tail = body[mid:]
+        if body.find(tail, 0, mid) >= 0 or tail in others:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _cut_tail(article: Article, flat: _FlatBody, k: int) -> None:
+    """Drop the article's text from comparison position k on."""
+    para, offset = flat.locate(k)
+    kept = article.paragraphs[:para]
+    head = article.paragraphs[para]
+    text = head.text[:offset].rstrip()
+    if text:
+        end = head.to_source(len(text) - 1) + 1
+        kept.append(Paragraph(text, head.start, end, [s for s in head.segments if s[0] < len(text)],
+                              head.subhead))
+    article.paragraphs = kept
+    ends = [p.end for p in kept + article.heading_lines]
+    article.end = max(ends) if ends else article.start
+
+
+def _drop_repeated_tails(articles: list[Article]) -> None:
+    """OCR'd pages repeat blocks of text, garbled or in the wrong story: an article whose end
+    (≥ `_REPEAT_MIN` characters, across a sentence end) repeats text printed elsewhere on the
+    page loses it unless it is the copy's better home. A repeat inside the same article keeps the
+    first copy; across articles the copy stays with the article whose own text shares more of
+    its wording (a stray column of story B inside story A reads like B), the first on a tie."""
+    size = sum(len(p.text) for a in articles for p in a.paragraphs)
+    budget = _REPEAT_BUDGET
+    if size * size.bit_length() > budget:
+        return
+    flats = [_FlatBody(a) for a in articles]
+    for i, article in enumerate(articles):
+        body = flats[i].text
+        others = "\x00".join(f.text for j, f in enumerate(flats) if j != i)
+        budget -= (len(body) + len(others)) * max(len(body), 1).bit_length()
+        if budget < 0:
+            return
+        k = _repeated_tail(body, others)
+        tail = body[k:]
+        if len(tail) < _REPEAT_MIN or not _SENTENCE_STOP.search(tail[:-1]):
+            continue
+        owner = None if body.find(tail, 0, k) >= 0 else next(
+            (j for j, f in enumerate(flats) if j != i and f.text.endswith(tail)), None)
+        if owner is not None:
+            other = flats[owner].text
+            ours = _affinity(tail, body[:k] + "".join(articles[i].headline or ""))
+            theirs = _affinity(tail, other[:-len(tail)] + (articles[owner].headline or ""))
+            if ours > theirs or (ours == theirs and i < owner):
+                _cut_tail(articles[owner], flats[owner], len(other) - len(tail))
+                flats[owner] = _FlatBody(articles[owner])
+                continue
+        _cut_tail(article, flats[i], k)
+        flats[i] = _FlatBody(article)
 
 
 def parse_text(text: str, *, source: str, checksum: str, encoding: str,
@@ -751,4 +913,5 @@ def parse_text(text: str, *, source: str, checksum: str, encoding: str,
             issue.date, issue.date_source = m.group(0), "filename"
     body = lines[body_from:_footer_start(lines, body_from)]
     articles = _PageParser(text, body).run()
+    _drop_repeated_tails(articles)
     return Page(issue=issue, articles=articles, text=text)

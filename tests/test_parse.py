@@ -340,3 +340,73 @@ def test_a_first_line_that_mentions_a_date_is_not_a_masthead():
     page = parse_text(text, source="x.txt", checksum="0", encoding="utf-8")
     assert page.issue.date is None and page.issue.page is None
     assert page.articles[0].paragraphs[0].text.startswith("2021年9月21日是农历八月十五")
+
+
+# --- parser errors found on the seed pages (issue 11, point 8) ----------------------------------
+
+def test_three_stacked_titles_are_kicker_headline_subtitle(pages):
+    # 002: 引题 / 主题 / 副题 with a series tag below; the tag labels the column, not the story.
+    art = article_with(pages["002"], "866个民生实事项目“人大代表说了算”")
+    assert art.kicker == "发展全过程人民民主的新举措 “2022年人大工作回眸”①"
+    assert art.subtitle == "我市这项工作走在全国前列"
+    # 001 without its Markdown marks reads the same way.
+    text = ("市委常委会召开会议\n\n学习贯彻习近平总书记重要讲话指示精神\n\n会议决定召开全会 张三主持会议\n\n"
+            "本报讯（记者 李四）正文。\n")
+    (art,) = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert (art.kicker, art.headline, art.subtitle) == (
+        "市委常委会召开会议", "学习贯彻习近平总书记重要讲话指示精神", "会议决定召开全会 张三主持会议")
+
+
+def test_an_attribution_line_does_not_make_a_kicker():
+    text = "对接会在衡举行\n\n张三出席并讲话\n\n李四主持\n\n本报讯（记者 王五）正文。\n"
+    (art,) = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert (art.kicker, art.headline, art.subtitle) == (None, "对接会在衡举行", "张三出席并讲话 李四主持")
+
+
+def test_an_editors_note_belongs_to_the_story_it_introduces(pages):
+    page = pages["002"]
+    assert not any(a.headline == "编者按" for a in page.articles)
+    art = article_with(page, "866个民生实事项目“人大代表说了算”")
+    assert art.paragraphs[0].text == "编者按" and art.paragraphs[0].subhead
+    assert art.paragraphs[1].text.startswith("2022年即将过去")
+    assert page.text[art.start:].startswith("编者按")
+    assert "共召开347次代表大会" in art.text
+
+
+def test_parallel_teasers_above_one_marker_are_separate_articles(pages):
+    page = pages["004"]
+    iran = article_with(page, "习近平同伊朗总统通电话")
+    iraq = article_with(page, "习近平同伊拉克总统通电话")
+    assert iran.subtitle is None and iraq.subtitle is None
+    assert iran.continuations == iraq.continuations == [">>> 详见第七版 >>>"]
+    assert iraq.index == iran.index + 1
+    # A headline and its subtitle over a marker stay one teaser.
+    teaser = article_with(pages["000"], "国家发展改革委发布“十四五”首批国家物流枢纽建设名单")
+    assert teaser.subtitle == "衡阳陆港型国家物流枢纽入选"
+
+
+def test_a_stray_block_of_another_story_goes_back_to_it(pages):
+    # 003 prints the end of the 朱健 story twice: once, by a layout slip, inside the 珠晖区 story.
+    page = pages["003"]
+    zhuhui = article_with(page, "让每个服务对象都能享受到精准服务")
+    zhujian = article_with(page, "奋力当好“三高地、四个新” 战略实施的主力军")
+    assert "朱健" not in zhuhui.text and "六大强农行动" not in zhuhui.text
+    assert zhuhui.paragraphs[-1].text.endswith("构筑全时空布局、全过")
+    assert zhuhui.end == zhuhui.paragraphs[-1].end < zhujian.start
+    assert "“百千万工程”“六大强农行动”" in zhujian.text
+    assert zhujian.text.endswith("畅谈了学习感悟。")
+
+
+def test_a_garbled_partial_repeat_at_the_end_is_cut(pages):
+    art = article_with(pages["000"], "全国先进制造业百强市(2021)榜单“出炉”")
+    assert art.text.endswith("全国首座“灯塔工厂”应用示范")
+    assert art.text.count("五个维度27项指标") == 1
+    p = art.paragraphs[-1]
+    assert ws(p.text) == ws(pages["000"].text[p.start:p.end])
+
+
+def test_an_ordinary_restatement_is_not_a_repeat():
+    sentence = "市政府召开常务会议，研究部署全市重点工作，审议通过了有关文件和实施方案。"
+    text = f"市政府召开常务会议\n\n本报讯（记者 张三）{sentence}会议强调要抓好落实。\n\n会议指出，{sentence}\n"
+    (art,) = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert art.text.endswith("会议指出，" + sentence)
