@@ -4,10 +4,12 @@ Usage::
 
     passages = chunk_page(parse_page(path))
     p = passages[0]
-    assert strip_ws(p.text) == strip_ws(page.text[p.start:p.end])
+    assert strip_ws(p.text) == strip_ws(strip_markup(page.text[p.start:p.end]))
 
 A passage is source text with only whitespace rejoined (paragraphs joined by "\\n"); it never
-spans anything but whitespace between its sentences, so its `start, end` show it in place.
+spans anything but whitespace (and Markdown heading marks) between its sentences, so its
+`start, end` show it in place. An article's kicker, headline and subtitle lines are passage text
+too: its first passage starts at its first heading line.
 Content repeated on a page (OCR'd pages often repeat their last paragraphs) is kept once.
 """
 
@@ -23,6 +25,7 @@ from qa.parse import CLOSING_MARKS, Article, Page, Paragraph
 MAX_CHARS = 500
 
 _WS = re.compile(r"\s+")
+_MD_MARKS = re.compile(r"(?m)^[ \t]*#{1,6}[ \t]+")
 _ENDS = "。！？!?；;"
 # A sentence: everything up to a run of sentence-ending marks plus any closing quotes after them.
 _SENTENCE = re.compile(rf"[^{_ENDS}]+(?:[{_ENDS}]+[{CLOSING_MARKS}]*)?|[{_ENDS}]+[{CLOSING_MARKS}]*")
@@ -71,9 +74,10 @@ class _Unit:
     t_end: int
     complete: bool  # ends with sentence punctuation (not a cut piece or an unfinished tail)
     key: str = ""
+    heading: bool = False  # a kicker / headline / subtitle line: whole, never a cut-off tail
 
 
-def _units(paragraph: Paragraph, index: int, max_chars: int) -> list[_Unit]:
+def _units(paragraph: Paragraph, index: int, max_chars: int, heading: bool = False) -> list[_Unit]:
     text = paragraph.text
     units: list[_Unit] = []
     for m in _SENTENCE.finditer(text):
@@ -89,10 +93,10 @@ def _units(paragraph: Paragraph, index: int, max_chars: int) -> list[_Unit]:
             k -= 1
         complete = k > start and text[k - 1] in _ENDS
         if end - start <= max_chars:
-            units.append(_Unit(index, start, end, complete))
+            units.append(_Unit(index, start, end, complete, heading=heading))
             continue
         for piece_start, piece_end in _cut(text, start, end, max_chars):
-            units.append(_Unit(index, piece_start, piece_end, False))
+            units.append(_Unit(index, piece_start, piece_end, False, heading=heading))
     return units
 
 
@@ -148,13 +152,14 @@ class _Seen:
         self.size += len(key) + 1
 
 
-def _article_paragraphs(article: Article) -> list[Paragraph]:
-    # A teaser (headline, subtitle, '>>> 详见第二版') has no body: its heading is its content.
-    return article.paragraphs or article.heading_lines
-
-
 def _contiguous(page_text: str, left: Paragraph, right: Paragraph) -> bool:
-    return right.start >= left.end and not page_text[left.end:right.start].strip()
+    return right.start >= left.end and not strip_markup(page_text[left.end:right.start]).strip()
+
+
+def strip_markup(s: str) -> str:
+    """`s` without Markdown heading marks at line starts: a passage may span them ('### 引题' /
+    '## 主题'), its text does not hold them. Usage: ``strip_ws(strip_markup(page.text[p.start:p.end]))``"""
+    return _MD_MARKS.sub("", s)
 
 
 def chunk_page(page: Page, max_chars: int = MAX_CHARS, overlap_sentences: int = 1) -> list[Passage]:
@@ -172,10 +177,13 @@ def chunk_page(page: Page, max_chars: int = MAX_CHARS, overlap_sentences: int = 
     seen_passages = _Seen()
     ids: set[str] = set()
     for article in page.articles:
-        paragraphs = _article_paragraphs(article)
+        # Kicker, headline and subtitle lines are text like any other: searchable and quotable.
+        paragraphs = article.blocks
+        headings = {(p.start, p.end) for p in article.heading_lines + article.reporter_lines}
         units: list[_Unit] = []
         for index, paragraph in enumerate(paragraphs):
-            units.extend(_units(paragraph, index, max_chars))
+            units.extend(_units(paragraph, index, max_chars,
+                                heading=(paragraph.start, paragraph.end) in headings))
         ordinal = 0
         for group in _pack(page.text, paragraphs, units, max_chars, overlap_sentences, seen_sentences):
             text, start, end = _render(paragraphs, group)
@@ -224,7 +232,8 @@ def _pack(page_text: str, paragraphs: list[Paragraph], units: list[_Unit], max_c
 
     for u in units:
         u.key = normalize(paragraphs[u.paragraph].text[u.t_start:u.t_end])
-        if len(u.key) >= _MIN_DEDUP_CHARS and seen.contains(u.key, substring=not u.complete):
+        # A headline quoting a phrase printed earlier is still the headline: exact repeats only.
+        if len(u.key) >= _MIN_DEDUP_CHARS and seen.contains(u.key, substring=not (u.complete or u.heading)):
             if current:
                 groups.append(current)
             current, length = [], 0  # never bridge a dropped repeat: spans must stay contiguous

@@ -83,10 +83,18 @@ class Article:
     continuations: list[str] = field(default_factory=list)  # '（下转第七版）', '>>> 详见第二版'
     # The kicker / headline / subtitle lines as source spans (Markdown '#' excluded), in page order.
     heading_lines: list[Paragraph] = field(default_factory=list)
+    # Reporter lines printed on their own ('■本报记者 胡建军 通讯员 唐兰荣'), as source spans.
+    reporter_lines: list[Paragraph] = field(default_factory=list)
+
+    @property
+    def blocks(self) -> list[Paragraph]:
+        """Heading lines, reporter lines and paragraphs in page order: the article as printed."""
+        return sorted(self.heading_lines + self.reporter_lines + self.paragraphs, key=lambda p: p.start)
 
     @property
     def text(self) -> str:
-        return "\n".join(p.text for p in self.paragraphs)
+        """The article as printed, one block (see `blocks`) a line."""
+        return "\n".join(p.text for p in self.blocks)
 
 
 @dataclass
@@ -490,6 +498,7 @@ class _ArticleBuilder:
         self.open_lines: list[_Line] = []  # the paragraph being built
         self.markers: list[str] = []
         self.byline: str | None = None
+        self.reporter_lines: list[Paragraph] = []
         self.dateline: str | None = None
         self.start: int | None = None
         self.end = 0
@@ -536,6 +545,7 @@ class _ArticleBuilder:
     def add_reporter(self, line: _Line) -> None:
         self.flush()
         self.touch(line)
+        self.reporter_lines.append(Paragraph(line.core, line.start, line.end))
         if self.byline is None:
             self.byline = line.core.lstrip("■□●◆▲ ").strip()
 
@@ -555,6 +565,7 @@ class _ArticleBuilder:
             subtitle=subtitle, byline=self.byline, dateline=self.dateline, paragraphs=self.paragraphs,
             continuations=self.markers,
             heading_lines=[Paragraph(line.core, line.start, line.end) for line in self.heading],
+            reporter_lines=self.reporter_lines,
         )
 
 
@@ -850,7 +861,7 @@ def _cut_tail(article: Article, flat: _FlatBody, k: int) -> None:
         kept.append(Paragraph(text, head.start, end, [s for s in head.segments if s[0] < len(text)],
                               head.subhead))
     article.paragraphs = kept
-    ends = [p.end for p in kept + article.heading_lines]
+    ends = [p.end for p in article.blocks]
     article.end = max(ends) if ends else article.start
 
 

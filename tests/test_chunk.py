@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.chunk import Passage, chunk_page, strip_ws
+from qa.chunk import Passage, chunk_page, strip_markup, strip_ws
 from qa.parse import Page, parse_page, parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def test_passages_fit_and_show_in_place(chunked, name):
     assert passages
     for p in passages:
         assert 0 < len(p.text) <= 500
-        assert strip_ws(p.text) == strip_ws(page.text[p.start:p.end])
+        assert strip_ws(p.text) == strip_ws(strip_markup(page.text[p.start:p.end]))
         assert p.issue_id == page.issue.id
         assert p.headline == page.articles[p.article_index].headline
     assert len({p.id for p in passages}) == len(passages)
@@ -59,7 +59,7 @@ def test_ids_are_stable_across_rebuilds(chunked, name):
 
 def test_passages_end_at_sentence_or_paragraph_ends(chunked):
     for page, passages in chunked.values():
-        ends = {p.end for a in page.articles for p in a.paragraphs + a.heading_lines}
+        ends = {p.end for a in page.articles for p in a.blocks}
         for p in passages:
             assert p.text.rstrip("”’」』）)》")[-1] in "。！？!?；;" or p.end in ends, p.text[-30:]
 
@@ -99,6 +99,33 @@ def test_no_duplicate_passages_when_the_page_repeats_itself(chunked):
     _, passages = chunked["002_2cbcf802db6e83b8.txt"]
     assert not any("分别参加。市领导于新凡" in norm(p.text) for p in passages)
     assert any("市领导于新凡、尹培国、朱春光、黄艳娥分别参加。" in norm(p.text) for p in passages)
+
+
+def test_kickers_headlines_and_subtitles_are_passage_text(chunked):
+    for name, (page, passages) in chunked.items():
+        for article in page.articles:
+            if not article.heading_lines:
+                continue
+            first = min((p for p in passages if p.article_index == article.index), key=lambda p: p.start)
+            # The article's first passage starts at its first printed line (a note or a heading).
+            assert first.start == article.blocks[0].start, (name, article.headline)
+            for line in article.heading_lines:
+                assert any(line.text in p.text for p in passages), (name, line.text)
+    page, passages = chunked["002_2cbcf802db6e83b8.txt"]
+    (subtitle,) = [p for p in passages if "我市这项工作走在全国前列" in p.text]
+    assert subtitle.headline == "866个民生实事项目“人大代表说了算”"
+    assert page.text[subtitle.start:subtitle.end].startswith("编者按")
+    # Markdown marks between a kicker and its headline do not split them (001).
+    page, passages = chunked["001_f6fea3e315053468.txt"]
+    assert any(p.text.startswith("市委常委会召开会议\n学习贯彻习近平总书记重要讲话指示精神\n会议决定") for p in passages)
+
+
+def test_a_headline_quoting_earlier_text_is_kept():
+    text = ("市委召开会议\n\n本报讯（记者 张三）会议要求奋力当好省党代会决策部署的施工队。\n\n"
+            "奋力当好省党代会决策部署的施工队\n\n本报讯（记者 李四）全市上下行动起来。\n")
+    page = parse_text(text, source="x.txt", checksum="0", encoding="utf-8")
+    passages = chunk_page(page)
+    assert passages[-1].text.startswith("奋力当好省党代会决策部署的施工队\n本报讯")
 
 
 def _gold() -> list:

@@ -158,7 +158,7 @@ def test_paragraph_and_article_spans_match_the_source(pages, key):
     page = pages[key]
     for article in page.articles:
         assert 0 <= article.start <= article.end <= len(page.text)
-        for p in article.paragraphs + article.heading_lines:
+        for p in article.blocks:
             assert ws(p.text) == ws(page.text[p.start:p.end]), p.text[:40]
             assert article.start <= p.start <= p.end <= article.end
         assert article.paragraphs or article.continuations, "a body or a pointer to one"
