@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
 
+from qa.dating import infer_date
+
 
 class PageError(ValueError):
     """A page that cannot be read (undecodable, empty, binary). The message names the file."""
@@ -38,7 +40,9 @@ class Issue:
     encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030'
     paper: str | None = None
     date: str | None = None  # ISO 'YYYY-MM-DD'
-    date_source: str | None = None  # 'masthead' | 'sidecar' | 'filename' | None
+    date_source: str | None = None  # 'masthead' | 'sidecar' | 'filename' | 'inferred' | None
+    # Why a date that is not printed on the page was chosen, quoting its source (None when printed).
+    date_evidence: str | None = None
     weekday: str | None = None
     issue_no: str | None = None  # exactly as printed: '第18012号' → '18012'
     page: int | None = None
@@ -460,6 +464,20 @@ def _apply_sidecar(issue: Issue, sidecar: dict) -> None:
                       ("page_count", "page_count")):
         if getattr(issue, attr) is None and sidecar.get(key) is not None:
             setattr(issue, attr, sidecar[key])
+
+
+def _date_unprinted(issue: Issue, source: str, body: str) -> None:
+    """A date for a page that prints none (no masthead date, no sidecar): from its file name, else
+    inferred from its text. The file name wins: archives name files by the issue's date, while
+    the text only bounds it from below (the latest event it reports)."""
+    m = _FILENAME_DATE.search(source)
+    if m and _valid_date(m.group(0)):
+        issue.date, issue.date_source = m.group(0), "filename"
+        issue.date_evidence = f"文件名“{Path(source).name}”中的日期"
+        return
+    found = infer_date(body)
+    if found is not None:
+        issue.date, issue.date_source, issue.date_evidence = found.date, "inferred", found.evidence
 
 
 _FILENAME_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})(?!\d)")
@@ -918,11 +936,9 @@ def parse_text(text: str, *, source: str, checksum: str, encoding: str,
         _read_masthead(issue, lines[:body_from])
     if sidecar:
         _apply_sidecar(issue, sidecar)
-    if issue.date is None:
-        m = _FILENAME_DATE.search(source)
-        if m and _valid_date(m.group(0)):
-            issue.date, issue.date_source = m.group(0), "filename"
     body = lines[body_from:_footer_start(lines, body_from)]
+    if issue.date is None:
+        _date_unprinted(issue, source, "\n".join(line.core for line in body))
     articles = _PageParser(text, body).run()
     _drop_repeated_tails(articles)
     return Page(issue=issue, articles=articles, text=text)

@@ -25,7 +25,7 @@ import numpy as np
 from qa.chunk import Passage
 from qa.parse import Issue, Page, PageError
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: issues.date_evidence
 DB_NAME = "archive.sqlite3"
 
 _SCHEMA = """
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS issues (
     id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, checksum TEXT NOT NULL, encoding TEXT NOT NULL,
     paper TEXT, date TEXT, date_source TEXT, weekday TEXT, issue_no TEXT, page INTEGER,
-    page_count INTEGER, text TEXT NOT NULL
+    page_count INTEGER, text TEXT NOT NULL, date_evidence TEXT
 );
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY, issue_id TEXT NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
@@ -70,6 +70,7 @@ class IssueRow:
     issue_no: str | None
     page: int | None
     page_count: int | None
+    date_evidence: str | None = None
 
 
 @dataclass
@@ -208,9 +209,9 @@ class Store:
         d = asdict(issue)
         tx.execute(
             "INSERT INTO issues (id, source, checksum, encoding, paper, date, date_source, weekday, "
-            "issue_no, page, page_count, text) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "issue_no, page, page_count, text, date_evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (d["id"], d["source"], d["checksum"], d["encoding"], d["paper"], d["date"], d["date_source"],
-             d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text),
+             d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text, d["date_evidence"]),
         )
         for art in page.articles:
             # A teaser has no body: the reader is shown its heading lines, which its passage holds.

@@ -65,8 +65,9 @@ def test_issue_identity(pages):
 @pytest.mark.parametrize("key", ["002", "004"])
 def test_no_masthead_means_no_metadata(pages, key):
     issue = pages[key].issue
-    # 002 opens with '新华社北京12月14日电' and 004 mentions '8月18日': body dates are not the issue date.
-    assert issue.date is None and issue.date_source is None
+    # 002 opens with '新华社北京12月14日电' and 004 mentions '8月18日': body dates are not a printed
+    # issue date (the date they give is inferred, see test_dates_inferred_from_the_text).
+    assert issue.date_source == "inferred"
     assert issue.issue_no is None and issue.page is None and issue.page_count is None
     assert issue.paper is None and issue.weekday is None
 
@@ -140,6 +141,7 @@ def test_date_in_file_name_is_used_and_labelled(tmp_path):
     shutil.copy(P004, page_path)
     issue = parse_page(page_path).issue
     assert issue.date == "2021-08-19" and issue.date_source == "filename"
+    assert issue.date_evidence == "文件名“hy 2021-08-19 第3版.txt”中的日期"
     assert re.fullmatch(r"[A-Za-z0-9_.-]+", issue.id)
     assert issue.source == page_path.name
 
@@ -248,7 +250,8 @@ def test_dates_in_articles_are_not_the_issue_date():
     text = ("市委召开会议\n\n本报讯（记者 张三）2021年11月30日，市委召开会议。\n\n"
             "会议要求，今日八版的内容要做好。第18012号文件已经下发。\n")
     issue = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").issue
-    assert issue.date is None and issue.issue_no is None and issue.page_count is None
+    assert issue.issue_no is None and issue.page_count is None
+    assert (issue.date, issue.date_source) == ("2021-11-30", "inferred")  # never 'masthead'
 
 
 def test_masthead_page_count_in_chinese_numerals():
@@ -338,7 +341,7 @@ def test_a_first_line_that_mentions_a_date_is_not_a_masthead():
     text = ("2021年9月21日是农历八月十五，市民在公园赏月。\n\n"
             "中秋赏月\n\n本报讯（记者 张三）正文。\n")
     page = parse_text(text, source="x.txt", checksum="0", encoding="utf-8")
-    assert page.issue.date is None and page.issue.page is None
+    assert page.issue.date_source == "inferred" and page.issue.page is None
     assert page.articles[0].paragraphs[0].text.startswith("2021年9月21日是农历八月十五")
 
 
@@ -410,3 +413,41 @@ def test_an_ordinary_restatement_is_not_a_repeat():
     text = f"市政府召开常务会议\n\n本报讯（记者 张三）{sentence}会议强调要抓好落实。\n\n会议指出，{sentence}\n"
     (art,) = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
     assert art.text.endswith("会议指出，" + sentence)
+
+
+# --- dates inferred from the page's own text (issue 11, point 6) ----------------------------------
+
+@pytest.mark.parametrize("key, date, quoted", [
+    ("002", "2022-12-14", ["“12月14日”", "2022年"]),  # '将于12月15日' is announced, not reported
+    ("004", "2021-08-18", ["“8月18日”", "市政府2021年第15次常务会议"]),
+])
+def test_dates_inferred_from_the_text(pages, key, date, quoted):
+    issue = pages[key].issue
+    assert (issue.date, issue.date_source) == (date, "inferred")
+    assert all(q in issue.date_evidence for q in quoted), issue.date_evidence
+    assert "不早于" in issue.date_evidence  # a lower bound, said as one
+
+
+def test_printed_dates_carry_no_evidence_and_win(pages, tmp_path):
+    assert pages["000"].issue.date_evidence is None
+    page_path = tmp_path / P004.name
+    shutil.copy(P004, page_path)
+    (tmp_path / (P004.name + ".meta.json")).write_text('{"date": "2021-08-19"}', encoding="utf-8")
+    issue = parse_page(page_path).issue
+    assert (issue.date, issue.date_source, issue.date_evidence) == ("2021-08-19", "sidecar", None)
+
+
+def test_no_year_named_means_no_inferred_date():
+    text = "市委召开会议\n\n本报讯（记者 张三）11月29日，市委召开会议。\n"
+    assert parse_text(text, source="x.txt", checksum="0", encoding="utf-8").issue.date is None
+    # Two years named equally often: unsure, so nothing.
+    text = "市委召开会议\n\n本报讯（记者 张三）11月29日，会议回顾2021年，展望2022年。\n"
+    assert parse_text(text, source="x.txt", checksum="0", encoding="utf-8").issue.date is None
+
+
+def test_a_page_body_bounds_its_masthead_date_from_below():
+    # 001's body alone (masthead cut off) infers the day before the printed 2023-12-21.
+    text = P001.read_text(encoding="utf-8")
+    body = text[text.index("## 习近平会见俄罗斯总理米舒斯京"):]
+    issue = parse_text(body, source="x.txt", checksum="0", encoding="utf-8").issue
+    assert (issue.date, issue.date_source) == ("2023-12-20", "inferred")
