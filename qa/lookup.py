@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from qa.retrieve import make_citation
+from qa.cite import make_citation
 from qa.store import ArticleRow, IssueRow, Store
 
 _WS = re.compile(r"\s+")

@@ -9,15 +9,16 @@ Usage::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import faiss
 import numpy as np
 
+from qa.cite import Citation, citation_label, make_citation  # noqa: F401  (re-exported)
 from qa.embed import Embedder
 from qa.index import Archive, Snapshot
 from qa.lexical import tokenize
-from qa.store import ArticleRow, IssueRow, PassageRow
+from qa.store import ArticleRow, IssueRow
 from qa.understand import Query, understand
 
 CANDIDATES = 100  # taken from each retriever before fusion
@@ -27,26 +28,6 @@ DENSE_WEIGHT = 0.5  # share of the dense score in the fused score
 def _minmax(x: np.ndarray) -> np.ndarray:
     span = x.max() - x.min()
     return (x - x.min()) / span if span > 0 else np.ones_like(x) * (1.0 if x.max() > 0 else 0.0)
-
-
-@dataclass
-class Citation:
-    """Where a passage stands in the archive. Unknown fields are None, never guessed."""
-
-    paper: str | None
-    date: str | None
-    date_source: str | None
-    issue: str | None
-    page: int | None
-    headline: str | None
-    byline: str | None
-    source: str
-    start: int
-    end: int
-    label: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -61,39 +42,6 @@ class Hit:
     def to_dict(self) -> dict:
         return {"chunk_id": self.chunk_id, "text": self.text, "score": round(self.score, 6),
                 "citation": self.citation.to_dict()}
-
-
-def citation_label(issue: IssueRow, headline: str | None) -> str:
-    """'《衡阳日报》2021年11月30日 第18012号 第1版《headline》', leaving out what is unknown.
-
-    Usage: ``citation_label(store.issue(id), "习近平会见…")``"""
-    parts = []
-    if issue.paper:
-        parts.append(f"《{issue.paper}》")
-    if issue.date:
-        y, m, d = (int(x) for x in issue.date.split("-"))
-        # Only a masthead or a sidecar states the date; any other source is an inference.
-        stated = issue.date_source in ("masthead", "sidecar")
-        parts.append(f"{y}年{m}月{d}日" + ("" if stated else "（推断）"))
-    if issue.issue_no:
-        parts.append(f"第{issue.issue_no}号")
-    if issue.page:
-        parts.append(f"第{issue.page}版")
-    paper = parts.pop(0) if issue.paper else ""
-    label = paper + " ".join(parts) if (paper or parts) else issue.source
-    if headline:
-        label += f"《{headline}》"
-    return label
-
-
-def make_citation(issue: IssueRow, article: ArticleRow | None, passage: PassageRow) -> Citation:
-    headline = article.headline if article else None
-    return Citation(
-        paper=issue.paper, date=issue.date, date_source=issue.date_source, issue=issue.issue_no,
-        page=issue.page, headline=headline, byline=article.byline if article else None,
-        source=issue.source, start=passage.start, end=passage.end,
-        label=citation_label(issue, headline),
-    )
 
 
 class HybridRetriever:

@@ -51,6 +51,8 @@
     fallbackQuote: $("fallback-quote"),
     articleText: $("article-text"),
     sourceFile: $("source-file"),
+    gbtReference: $("gbt-reference"),
+    dateEvidence: $("date-evidence"),
     keyDialog: $("key-dialog"),
     keyForm: $("key-form"),
     keyInput: $("key-input"),
@@ -113,7 +115,8 @@
     if (!c || !c.date) return "日期不详";
     const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(c.date);
     const text = m ? `${Number(m[1])}年${Number(m[2])}月${Number(m[3])}日` : String(c.date);
-    return c.date_source === "inferred" ? `${text}（推断）` : text;
+    // Only a masthead or a sidecar prints the date; a file name or the text only implies it.
+    return c.date_source === "masthead" || c.date_source === "sidecar" ? text : `${text}（推断）`;
   }
   const formatIssue = (c) => (c && c.issue ? `第${c.issue}号` : "期号不详");
   const formatPage = (c) => (c && c.page ? `第${c.page}版` : "版次不详");
@@ -123,6 +126,8 @@
     return `${paperName(c)} ${formatDate(c)} ${formatIssue(c)} ${formatPage(c)}${c && c.headline ? `《${c.headline}》` : ""}`;
   }
   const collapse = (s) => String(s || "").replace(/\s+/g, " ").trim();
+  /** What 复制引用 copies: the GB/T 7714-2015 reference, or the label and the quote without one. */
+  const citationToCopy = (c, text) => (c && c.gbt7714) || `${citationLabel(c)}\n“${collapse(text)}”`;
 
   // ---------------------------------------------------------------- API
   class ApiError extends Error {
@@ -563,6 +568,7 @@
     ui.panelHeadline.textContent = c.headline || "（无标题）";
     ui.panelDate.textContent = formatDate(c);
     ui.panelDate.classList.toggle("unknown", !c.date);
+    ui.panelDate.title = c.date_evidence ? `推断依据：${c.date_evidence}` : "";
     ui.panelIssue.textContent = formatIssue(c);
     ui.panelIssue.classList.toggle("unknown", !c.issue);
     ui.panelPage.textContent = formatPage(c);
@@ -616,6 +622,10 @@
     const file = c.source ? `来源文件：${c.source}` : "";
     const span = Number.isInteger(c.start) && Number.isInteger(c.end) ? `（第 ${c.start}–${c.end} 字）` : "";
     ui.sourceFile.textContent = `${file}${span}${data.chunk_id ? ` · 引用编号 ${data.chunk_id}` : ""}`;
+    ui.gbtReference.textContent = c.gbt7714 || "";
+    ui.gbtReference.hidden = !c.gbt7714;
+    ui.dateEvidence.textContent = c.date_evidence ? `日期为推断：${c.date_evidence}` : "";
+    ui.dateEvidence.hidden = !c.date_evidence;
     resetCopy();
 
     ui.panelStatus.hidden = true;
@@ -693,7 +703,7 @@
     const data = state.panelData;
     if (!data) return;
     const c = data.citation || {};
-    const ok = await copyText(`${citationLabel(c)}\n“${collapse(data.text)}”`);
+    const ok = await copyText(citationToCopy(c, data.text));
     ui.copyButton.classList.toggle("copied", ok);
     ui.copyLabel.textContent = ok ? "已复制" : "复制失败";
     clearTimeout(copyTimer);
