@@ -19,6 +19,7 @@ from qa.embed import Embedder, load_embedder
 from qa.index import Archive
 from qa.lexical import tokenize
 from qa.parse import Page, PageError, parse_page
+from qa.store import page_name
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 
@@ -34,23 +35,24 @@ class IngestReport:
     embed_seconds: float = 0.0
 
 
-def discover(paths: list[Path]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
-    """Page files under the given files/folders, each with its source name (its path below the
-    folder given, so `2021/01.txt` and `2022/01.txt` stay two pages; a file given by itself is
-    named by its file name), and the paths that do not exist."""
-    files: list[tuple[Path, str]] = []
+def discover(paths: list[Path], root: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """Page files under the given files/folders, each with its name in the archive (`page_name`:
+    its path below the archive's pages root, so one file keeps one name whichever folder or
+    file was given), each file once; and the paths that do not exist."""
+    files: dict[str, Path] = {}
     missing: list[tuple[str, str]] = []
     for path in paths:
         if path.is_dir():
-            files.extend(
-                (p, p.relative_to(path).as_posix()) for p in sorted(path.rglob("*"))
-                if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")
-            )
+            found = [p for p in sorted(path.rglob("*"))
+                     if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")]
         elif path.is_file():
-            files.append((path, path.name))
+            found = [path]
         else:
             missing.append((str(path), "no such file or folder"))
-    return files, missing
+            continue
+        for p in found:
+            files.setdefault(page_name(p, root), p)
+    return [(p, name) for name, p in files.items()], missing
 
 
 def embedding_text(page: Page, passage: Passage) -> str:
@@ -89,8 +91,8 @@ def ingest_paths(
     """Ingest page files and folders into the index; failures are reported, the rest goes in."""
     t0 = time.perf_counter()
     report = IngestReport()
-    files, report.failures = discover(paths)
     archive = Archive(index_dir, faiss_factory=faiss_factory)
+    files, report.failures = discover(paths, archive.store.pages_root)
     embedder = load_embedder(embed_model)
     with archive.writer():
         if rebuild:
@@ -117,12 +119,14 @@ def ingest_paths(
 
 
 def remove_sources(sources: list[str], index_dir: Path, faiss_factory: str = "Flat") -> list[str]:
-    """Take pages out of the index by source name (or issue id); returns those not found."""
+    """Take pages out of the index by source name as `qa issues` lists it, issue id, or path to
+    the page file; returns those not found."""
     archive = Archive(index_dir, faiss_factory=faiss_factory)
     missing = []
     with archive.writer():
         for source in sources:
-            if not archive.remove_page(source):
+            issue_id = archive.store.resolve_page(source)
+            if issue_id is None or not archive.remove_page(issue_id):
                 missing.append(source)
         archive.refresh_derived()
     return missing

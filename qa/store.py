@@ -12,7 +12,9 @@ Usage::
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -25,15 +27,17 @@ import numpy as np
 from qa.chunk import Passage
 from qa.parse import Issue, Page, PageError
 
-FORMAT_VERSION = "2"  # 2: issues.date_evidence
+FORMAT_VERSION = "2"
 DB_NAME = "archive.sqlite3"
+DEFAULT_PAGES_ROOT = ".."  # the folder holding the index folder, written relative to the index
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS issues (
     id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, checksum TEXT NOT NULL, encoding TEXT NOT NULL,
     paper TEXT, date TEXT, date_source TEXT, weekday TEXT, issue_no TEXT, page INTEGER,
-    page_count INTEGER, text TEXT NOT NULL, date_evidence TEXT
+    page_count INTEGER, text TEXT NOT NULL, date_evidence TEXT,
+    legacy_source INTEGER NOT NULL DEFAULT 0  -- named by an index format before 2 (see page_name)
 );
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY, issue_id TEXT NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
@@ -50,7 +54,19 @@ CREATE TABLE IF NOT EXISTS passages (
 CREATE INDEX IF NOT EXISTS passages_issue ON passages(issue_id);
 CREATE INDEX IF NOT EXISTS passages_article ON passages(article_id, ordinal);
 CREATE INDEX IF NOT EXISTS articles_issue ON articles(issue_id, idx);
+CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum);
 """
+
+
+def _migrate_1_to_2(tx: sqlite3.Connection) -> None:
+    """Format 2 names pages by path below the pages root; older names are kept, marked legacy."""
+    tx.execute("ALTER TABLE issues ADD COLUMN date_evidence TEXT")
+    tx.execute("ALTER TABLE issues ADD COLUMN legacy_source INTEGER NOT NULL DEFAULT 0")
+    tx.execute("UPDATE issues SET legacy_source = 1")
+    tx.execute("CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum)")
+
+
+_MIGRATIONS = {"1": ("2", _migrate_1_to_2)}  # format → (next format, step), applied in place
 
 
 class IndexMismatchError(RuntimeError):
@@ -70,7 +86,7 @@ class IssueRow:
     issue_no: str | None
     page: int | None
     page_count: int | None
-    date_evidence: str | None = None
+    date_evidence: str | None = None  # what an inferred date rests on (helper E fills it)
 
 
 @dataclass
@@ -105,6 +121,19 @@ def article_id(issue_id: str, index: int) -> str:
     return f"{issue_id}:a{index:03d}"
 
 
+def page_name(path: Path, root: Path) -> str:
+    """A page's name in the archive: its resolved path relative to the pages root, or its absolute
+    path when it lies outside. It depends only on the file, never on the folder given to `qa ingest`
+    or the working directory, so however a page is ingested it keeps one name and two files never
+    share one. Relative names let the root move with its index (names are never absolute for the
+    usual layout, so they do not reveal the server's folders). Usage: ``page_name(Path("a/01.txt"), root)``"""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(root).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
 def vec_id_of(passage_id: str) -> int:
     """A FAISS id (positive int63) derived from the stable passage id, so it is stable too."""
     import hashlib
@@ -119,16 +148,36 @@ class Store:
         self.directory = directory
         self.path = directory / DB_NAME
         self._local = threading.local()
+        self._reserved_ids: dict[str, str] = {}  # id → source, handed out by check_identity
 
     @classmethod
     def open(cls, directory: Path) -> "Store":
         directory.mkdir(parents=True, exist_ok=True)
         store = cls(directory)
+        store._migrate()
         store.conn.executescript(_SCHEMA)
         with store.transaction() as tx:
             tx.execute("INSERT OR IGNORE INTO manifest VALUES ('format_version', ?)", (FORMAT_VERSION,))
             tx.execute("INSERT OR IGNORE INTO manifest VALUES ('generation', '0')")
+            tx.execute("INSERT OR IGNORE INTO manifest VALUES ('pages_root', ?)", (DEFAULT_PAGES_ROOT,))
         return store
+
+    def _migrate(self) -> None:
+        """Bring an index written by an older format up to this one, in place, one step per
+        transaction. Each step bumps the generation, so the search files are rebuilt after it."""
+        conn = self.conn
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='manifest'").fetchone() is None:
+            return
+        while True:
+            with self.transaction() as tx:
+                row = tx.execute("SELECT value FROM manifest WHERE key='format_version'").fetchone()
+                step = _MIGRATIONS.get(row["value"]) if row else None
+                if step is None:
+                    return
+                target, migrate = step
+                migrate(tx)
+                tx.execute("UPDATE manifest SET value = ? WHERE key='format_version'", (target,))
+                self.bump_generation(tx)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -177,8 +226,9 @@ class Store:
         m = self.manifest()
         if m.get("format_version") != FORMAT_VERSION:
             raise IndexMismatchError(
-                f"index {self.directory} has format {m.get('format_version')!r}, this program writes "
-                f"{FORMAT_VERSION!r}; rebuild it with: qa ingest --rebuild --index {self.directory}"
+                f"index {self.directory} has format {m.get('format_version')!r}, written by a newer "
+                f"version of this program (this one reads up to {FORMAT_VERSION!r}); upgrade, or rebuild "
+                f"it with: qa ingest --rebuild --index {self.directory}"
             )
         built_with = m.get("embed_model")
         if built_with is None:
@@ -203,15 +253,19 @@ class Store:
         vectors: np.ndarray,
         tokens: list[list[str]],
     ) -> None:
-        """Insert a page, replacing any earlier version of the same source (inside `tx`)."""
+        """Insert a page, replacing any earlier version of the same source (inside `tx`).
+        Its id was settled by `check_identity`; an id held by another source is refused."""
         issue = page.issue
         tx.execute("DELETE FROM issues WHERE source = ?", (issue.source,))
+        clash = tx.execute("SELECT source FROM issues WHERE id = ?", (issue.id,)).fetchone()
+        if clash is not None:
+            raise PageError(f"{issue.source}: its id {issue.id!r} is already used by {clash['source']!r}")
         d = asdict(issue)
         tx.execute(
             "INSERT INTO issues (id, source, checksum, encoding, paper, date, date_source, weekday, "
             "issue_no, page, page_count, text, date_evidence) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (d["id"], d["source"], d["checksum"], d["encoding"], d["paper"], d["date"], d["date_source"],
-             d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text, d["date_evidence"]),
+             d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text, d.get("date_evidence")),
         )
         for art in page.articles:
             # A teaser has no body: the reader is shown its heading lines, which its passage holds.
@@ -242,13 +296,75 @@ class Store:
         tx.execute("DELETE FROM issues")
         tx.execute("DELETE FROM manifest WHERE key IN ('embed_model', 'embed_dim')")
 
+    # -- page names -----------------------------------------------------------------------
+    @property
+    def pages_root(self) -> Path:
+        """The folder page names are relative to (manifest `pages_root`, relative to the index)."""
+        root = self.manifest().get("pages_root", DEFAULT_PAGES_ROOT)
+        return (self.directory / root).resolve()
+
+    def page_name(self, path: Path) -> str:
+        """The archive's name for the page file at `path`: see `page_name`."""
+        return page_name(path, self.pages_root)
+
+    def file_of(self, source: str) -> Path:
+        """Where the page named `source` lives (or lived) on disk."""
+        return Path(source) if Path(source).is_absolute() else self.pages_root / source
+
+    def resolve_page(self, key: str) -> str | None:
+        """The issue id of the page `key` names: an issue id, a source as `qa issues` lists it,
+        or a path to the page file (relative to the working directory). Usage: ``store.resolve_page("years/2021/01.txt")``"""
+        row = self.conn.execute("SELECT id FROM issues WHERE id = ? OR source = ?", (key, key)).fetchone()
+        if row is None:
+            row = self.conn.execute("SELECT id FROM issues WHERE source = ?", (self.page_name(Path(key)),)).fetchone()
+        return row["id"] if row else None
+
     def check_identity(self, issue: Issue) -> None:
-        """Refuse a page whose id is taken by a page from another source (e.g. `a/01.txt` vs
-        `a_01.txt`): replacing it would silently drop the other page."""
-        row = self.conn.execute("SELECT source FROM issues WHERE id = ?", (issue.id,)).fetchone()
-        if row is not None and row["source"] != issue.source:
-            raise PageError(f"{issue.source}: its id {issue.id!r} is already used by {row['source']!r}; "
-                            f"rename one of them")
+        """Settle which stored page `issue` is, before it is chunked: its `id` becomes that page's id
+        (a new page gets its file stem, made unique with a hash of its name when the stem is taken).
+
+        A page whose file has moved (same checksum, old file gone) is renamed in place, and so is a
+        page named by an older index format. A file that may be a page stored by an older format
+        under a shorter name, with other contents, is refused (PageError naming both): replacing
+        it could drop a page, keeping both could duplicate one."""
+        row = self.conn.execute("SELECT id FROM issues WHERE source = ?", (issue.source,)).fetchone()
+        if row is not None:
+            issue.id = row["id"]
+            return
+        for row in self.conn.execute("SELECT id, source FROM issues WHERE checksum = ?", (issue.checksum,)):
+            if not self.file_of(row["source"]).exists():
+                with self.transaction() as tx:
+                    tx.execute("UPDATE issues SET source = ?, legacy_source = 0 WHERE id = ?",
+                               (issue.source, row["id"]))
+                issue.id = row["id"]
+                return
+        parts = Path(issue.source).parts
+        suffixes = [Path(*parts[k:]).as_posix() for k in range(1, len(parts))]
+        marks = ",".join("?" * len(suffixes))
+        legacy = self.conn.execute(
+            f"SELECT source FROM issues WHERE legacy_source = 1 AND source IN ({marks})", suffixes
+        ).fetchone() if suffixes else None
+        if legacy is not None and not self.file_of(legacy["source"]).exists():
+            raise PageError(
+                f"{issue.source}: the archive holds a page named {legacy['source']!r} by an older version, "
+                f"which may be this file (changed since) or another file of that name; remove it first "
+                f"(qa remove {legacy['source']}) and ingest both again"
+            )
+        issue.id = self._free_id(issue.source)
+
+    def _free_id(self, source: str) -> str:
+        """The file stem as a path-safe id, or, when another page holds it, the stem and a hash of
+        the name. Ids handed out are reserved, so pages prepared ahead of writing never share one."""
+        reserved = self._reserved_ids
+        stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).stem) or "page"
+        digest = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        for candidate in (stem, f"{stem}-{digest[:8]}", f"{stem}-{digest}"):
+            if reserved.get(candidate, source) != source:
+                continue
+            if self.conn.execute("SELECT 1 FROM issues WHERE id = ?", (candidate,)).fetchone() is None:
+                reserved[candidate] = source
+                return candidate
+        raise PageError(f"{source}: no free issue id (its stem {stem!r} and hashes are all taken)")
 
     # -- reads ----------------------------------------------------------------------------
     def checksum_of(self, source: str) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ def _ws(s: str) -> str:
 
 
 def test_seed_index_lists_five_issues_with_right_dates_and_numbers(seed_index):
-    issues = {i["source"][:3]: i for i in issue_list(Store.open(seed_index))}
+    issues = {Path(i["source"]).name[:3]: i for i in issue_list(Store.open(seed_index))}
     assert set(issues) == {"000", "001", "002", "003", "004"}
     assert (issues["000"]["date"], issues["000"]["issue"]) == ("2021-11-30", "18012")
     assert (issues["001"]["date"], issues["001"]["issue"]) == ("2023-12-21", "18730")
@@ -57,15 +58,18 @@ def test_changed_page_replaces_its_old_version(fresh_index, tmp_path):
     pages = tmp_path / "pages"
     pages.mkdir()
     page = pages / "000_72e2c7496de26bfa.txt"
-    text = (SEEDS / page.name).read_text(encoding="utf-8")
-    page.write_text(text.replace("衡阳在该榜单中位列第88位", "衡阳在该榜单中位列第99位"), encoding="utf-8")
+    text = (SEEDS / page.name).read_text(encoding="utf-8").replace("衡阳在该榜单中位列第88位", "第77位")
+    page.write_text(text, encoding="utf-8")
     store = Store.open(fresh_index)
+    assert ingest_paths([page], fresh_index, progress=False).pages == 1  # another file: another page
     counts = store.counts()
+    page.write_text(text.replace("第77位", "衡阳在该榜单中位列第99位"), encoding="utf-8")
     report = ingest_paths([page], fresh_index, progress=False)
     assert report.pages == 1
     assert store.counts()["issues"] == counts["issues"]
-    texts = " ".join(p["text"] for p in _all_passages(store))
-    assert "第99位" in texts and "第88位" not in texts
+    mine = store.resolve_page(str(page))
+    texts = " ".join(p["text"] for a in issue_detail(store, mine)["articles"] for p in a["passages"])
+    assert "第99位" in texts and "第77位" not in texts
     # and the search files follow: the new wording is found, the old one is gone
     archive = Archive(fresh_index)
     assert archive.is_current()
@@ -138,8 +142,8 @@ def test_same_file_name_in_two_folders_is_two_pages(tmp_path):
     report = ingest_paths([pages], tmp_path / "index", progress=False)
     assert report.pages == 2 and not report.failures
     issues = issue_list(Store.open(tmp_path / "index"))
-    assert sorted((i["source"], i["date"]) for i in issues) == [("2021/p01.txt", "2021-11-30"),
-                                                               ("2023/p01.txt", "2023-12-21")]
+    assert sorted((i["source"], i["date"]) for i in issues) == [("pages/2021/p01.txt", "2021-11-30"),
+                                                               ("pages/2023/p01.txt", "2023-12-21")]
     again = ingest_paths([pages], tmp_path / "index", progress=False)
     assert again.pages == 0 and again.unchanged == 2  # no flip-flopping between the two
 

@@ -139,10 +139,7 @@ def _assert_consistent(index_dir: Path) -> Store:
     assert snap.size == counts["passages"] and len(set(snap.ids)) == snap.size
     for issue in store.issues():
         stored = sum(store.passage_counts(issue.id).values())
-        path = next((p for p in [ROOT / "seeds" / issue.source] if p.exists()), None)
-        if path is None:
-            path = index_dir.parent / "pages" / issue.source
-        assert stored == len(chunk_page(parse_page(path))), f"half page {issue.source}"
+        assert stored == len(chunk_page(parse_page(store.file_of(issue.source)))), f"half page {issue.source}"
     return store
 
 
