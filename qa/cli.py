@@ -123,6 +123,19 @@ def remove(sources: list[str] = typer.Argument(..., help="Page sources as `qa is
         _fail(f"not in the archive: {', '.join(missing)}")
 
 
+@app.command()
+def reindex(index: Optional[Path] = IndexOpt) -> None:
+    """Rebuild the search files from the store (vectors as stored; nothing is re-embedded)."""
+    from qa.index import IndexBusyError
+    from qa.ingest import reindex as rebuild_search_files
+
+    try:
+        n = rebuild_search_files(_existing_index(index))
+    except IndexBusyError as exc:
+        _fail(str(exc))
+    typer.echo(f"search files rebuilt: {n} passages")
+
+
 @app.command("issues")
 def issues_cmd(index: Optional[Path] = IndexOpt, json_out: bool = JsonOpt) -> None:
     """List the archive's issues (pages) with their articles."""

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from qa.chunk import Passage, chunk_page
 from qa.embed import Embedder, load_embedder
 from qa.index import Archive
-from qa.lexical import tokenize
+from qa.lexical import passage_tokens
 from qa.parse import Page, PageError, parse_page
 from qa.store import page_name
 
@@ -63,8 +63,7 @@ def embedding_text(page: Page, passage: Passage) -> str:
 
 def lexical_tokens(passage: Passage) -> list[str]:
     """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own."""
-    head = tokenize(passage.headline) if passage.headline else []
-    return head + tokenize(passage.text)
+    return passage_tokens(passage.headline, passage.text)
 
 
 def prepare_page(page: Page, embedder: Embedder, report: IngestReport | None = None):
@@ -130,3 +129,12 @@ def remove_sources(sources: list[str], index_dir: Path, faiss_factory: str = "Fl
                 missing.append(source)
         archive.refresh_derived()
     return missing
+
+
+def reindex(index_dir: Path) -> int:
+    """Rebuild every search file from the store (vectors as stored, tokens re-derived from the
+    text; nothing is re-embedded). Returns the number of passages indexed."""
+    archive = Archive(index_dir)
+    with archive.writer():
+        archive.refresh_derived(rebuild=True)
+    return archive.store.counts()["passages"]

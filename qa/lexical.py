@@ -1,23 +1,25 @@
-"""lexical: jieba tokens and the BM25 index built over them.
+"""lexical: jieba tokens, and BM25 over per-segment postings with statistics taken at query time.
 
 Usage::
 
     tokens = tokenize("衡阳的云绩效平台哪天投入运行？")   # search-mode jieba, stop words dropped
-    bm25 = LexicalIndex.build([tokens_of_passage_1, ...])
+    postings = Postings.from_docs([np.array(term_ids_of_passage_1), ...])
+    bm25 = LexicalIndex([postings], [None], lookup=store_term_ids)
     scores = bm25.scores(tokens)                              # one float per passage
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import threading
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
-import bm25s
 import jieba
 import numpy as np
 
@@ -78,53 +80,149 @@ def words(text: str) -> list[str]:
     return [w for w in (t.strip() for t in jieba.lcut(fold(text))) if w and not _PUNCT.match(w)]
 
 
-class LexicalIndex:
-    """BM25 over pre-tokenized passages (bm25s, sparse matrices); built once, persisted, never per query."""
+def passage_tokens(headline: str | None, text: str) -> list[str]:
+    """A passage's BM25 tokens: its headline's (a light field weight) then its text's.
 
-    def __init__(self, model: bm25s.BM25, size: int, doc_freq: dict[str, int] | None = None):
-        self._model = model
-        self.size = size
-        self.doc_freq = doc_freq or {}
+    Usage: ``passage_tokens("衡阳港开工", "本报讯 衡阳港……")``"""
+    return (tokenize(headline) if headline else []) + tokenize(text)
+
+
+K1, B = 1.2, 0.75  # BM25 (Lucene form, as bm25s computes it)
+MAX_SEGMENT_ROWS = 65_536  # postings address a segment's documents with uint16
+
+
+@dataclass
+class Postings:
+    """One segment's BM25 postings, term-major and immutable: the documents holding `terms[j]` are
+    `rows[ptr[j]:ptr[j+1]]` (ascending), each with its term frequency in `tfs`. No idf is baked
+    in: document frequencies and the average length are taken over the live documents of all
+    segments at query time, so adding or removing a segment never rewrites another."""
+
+    terms: np.ndarray  # int32 term ids, ascending
+    ptr: np.ndarray  # int64, len(terms) + 1
+    rows: np.ndarray  # uint16 document rows within the segment
+    tfs: np.ndarray  # uint8 term frequencies (capped at 255)
+    doc_len: np.ndarray  # int32 tokens per document
+
+    FILES = ("terms", "ptr", "rows", "tfs", "doc_len")
+
+    @property
+    def size(self) -> int:
+        return len(self.doc_len)
 
     @classmethod
-    def build(cls, corpus_tokens: list[list[str]]) -> "LexicalIndex":
-        """Index passages given as token lists, in passage order. Usage: ``LexicalIndex.build([["衡阳", "物流"]])``"""
-        model = bm25s.BM25(k1=1.2, b=0.75)
-        if corpus_tokens:
-            model.index(corpus_tokens, show_progress=False)
-        doc_freq: dict[str, int] = {}
-        for toks in corpus_tokens:
-            for t in set(toks):
-                doc_freq[t] = doc_freq.get(t, 0) + 1
-        return cls(model, len(corpus_tokens), doc_freq)
+    def from_docs(cls, docs: list[np.ndarray]) -> "Postings":
+        """Postings of documents given as arrays of term ids (repeats counted).
+        Usage: ``Postings.from_docs([np.array([3, 9, 3]), np.array([9])])``"""
+        n = len(docs)
+        if n > MAX_SEGMENT_ROWS:
+            raise ValueError(f"a segment holds at most {MAX_SEGMENT_ROWS} documents, got {n}")
+        lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n)
+        if not lens.sum():
+            return cls._of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), lens)
+        tokens = np.concatenate([np.asarray(d, dtype=np.int64) for d in docs])
+        keys, tfs = np.unique(tokens * n + np.repeat(np.arange(n), lens), return_counts=True)
+        return cls._of(keys // n, keys % n, tfs, lens)
+
+    @classmethod
+    def merge(cls, parts: list[tuple["Postings", np.ndarray | None]]) -> "Postings":
+        """One segment's postings from several, keeping the documents each `alive` mask keeps
+        (None = all), renumbered in order."""
+        terms, rows, tfs, lens, offset = [], [], [], [], 0
+        for post, alive in parts:
+            keep = np.ones(post.size, bool) if alive is None else alive
+            renumber = np.cumsum(keep) - 1 + offset
+            t = np.repeat(post.terms.astype(np.int64), np.diff(post.ptr))
+            live = keep[post.rows]
+            terms.append(t[live])
+            rows.append(renumber[post.rows[live]])
+            tfs.append(post.tfs[live])
+            lens.append(post.doc_len[keep])
+            offset += int(keep.sum())
+        t, r = np.concatenate(terms), np.concatenate(rows)
+        order = np.lexsort((r, t))
+        return cls._of(t[order], r[order], np.concatenate(tfs)[order], np.concatenate(lens))
+
+    @classmethod
+    def _of(cls, terms: np.ndarray, rows: np.ndarray, tfs: np.ndarray, lens: np.ndarray) -> "Postings":
+        uniq, starts = np.unique(terms, return_index=True)
+        ptr = np.append(starts, len(terms)).astype(np.int64)
+        return cls(uniq.astype(np.int32), ptr, rows.astype(np.uint16), np.minimum(tfs, 255).astype(np.uint8),
+                   lens.astype(np.int32))
+
+    def save(self, directory: Path) -> None:
+        for name in self.FILES:
+            np.save(directory / f"bm25_{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, directory: Path) -> "Postings":
+        return cls(*(np.load(directory / f"bm25_{name}.npy", mmap_mode="r") for name in cls.FILES))
+
+    def docs_of(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, tfs) of one term (empty when the segment lacks it)."""
+        j = int(np.searchsorted(self.terms, term_id))
+        if j == len(self.terms) or self.terms[j] != term_id:
+            return self.rows[:0], self.tfs[:0]
+        return self.rows[self.ptr[j]:self.ptr[j + 1]], self.tfs[self.ptr[j]:self.ptr[j + 1]]
+
+
+class LexicalIndex:
+    """BM25 over the postings of several segments, each with its live-document mask; scores are
+    indexed by position (segment offset + row). Term ids come from `lookup` (the store's vocabulary).
+
+    Usage: ``LexicalIndex([postings], [None], store_lookup).scores(["衡阳", "物流"])``"""
+
+    def __init__(self, segments: list[Postings], alive: list[np.ndarray | None],
+                 lookup: Callable[[list[str]], dict[str, int]]):
+        self.segments = segments
+        self.alive = alive
+        self._lookup = lookup
+        self.offsets = np.cumsum([0] + [s.size for s in segments])
+        self.rows = int(self.offsets[-1])
+        self.size = sum(s.size if a is None else int(a.sum()) for s, a in zip(segments, alive))
+        total = sum(int(s.doc_len.sum() if a is None else s.doc_len[a].sum()) for s, a in zip(segments, alive))
+        self.avg_len = total / self.size if self.size else 1.0
+
+    def _docs(self, term_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions, tfs, lengths) of the live documents holding a term, over all segments."""
+        pos, tfs, lens = [], [], []
+        for k, (seg, alive) in enumerate(zip(self.segments, self.alive)):
+            rows, tf = seg.docs_of(term_id)
+            if alive is not None and len(rows):
+                live = alive[rows]
+                rows, tf = rows[live], tf[live]
+            pos.append(rows.astype(np.int64) + self.offsets[k])
+            tfs.append(tf)
+            lens.append(seg.doc_len[rows])
+        if not pos:
+            return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int32)
+        return np.concatenate(pos), np.concatenate(tfs), np.concatenate(lens)
+
+    def _idf(self, df: int) -> float:
+        return math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
 
     def idf(self, token: str) -> float:
         """Inverse document frequency (BM25's form, never negative); unseen tokens weigh most."""
-        df = self.doc_freq.get(token, 0)
-        return math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+        term_id = self._lookup([token]).get(token)
+        return self._idf(0 if term_id is None else len(self._docs(term_id)[0]))
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
-        """BM25 score of every passage for the query (zeros when nothing matches)."""
-        if self.size == 0 or not query_tokens:
-            return np.zeros(self.size, dtype=np.float32)
-        vocab = self._model.vocab_dict
-        known = [t for t in query_tokens if t in vocab]
-        if not known:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self._model.get_scores(known), dtype=np.float32)
-
-    def save(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "size").write_text(str(self.size))
-        (directory / "doc_freq.json").write_text(json.dumps(self.doc_freq, ensure_ascii=False))
-        if self.size:
-            self._model.save(str(directory), show_progress=False)
-
-    @classmethod
-    def load(cls, directory: Path) -> "LexicalIndex":
-        size = int((directory / "size").read_text())
-        doc_freq = json.loads((directory / "doc_freq.json").read_text())
-        if size == 0:
-            return cls(bm25s.BM25(), 0, doc_freq)
-        model = bm25s.BM25.load(str(directory), mmap=False, show_progress=False)
-        return cls(model, size, doc_freq)
+        """BM25 score of every position for the query (zeros when nothing matches, and for removed
+        documents). Vectorized per query term; no loop over documents."""
+        out_pos, out_w = [], []
+        if self.size and query_tokens:
+            ids = self._lookup(list(set(query_tokens)))
+            for token, times in Counter(query_tokens).items():
+                if token not in ids:
+                    continue
+                pos, tf, dl = self._docs(ids[token])
+                if not len(pos):
+                    continue
+                tf = tf.astype(np.float32)
+                norm = K1 * (1 - B + B * dl.astype(np.float32) / self.avg_len)
+                out_pos.append(pos)
+                out_w.append(times * self._idf(len(pos)) * tf / (tf + norm))
+        if not out_pos:
+            return np.zeros(self.rows, dtype=np.float32)
+        return np.bincount(np.concatenate(out_pos), weights=np.concatenate(out_w),
+                           minlength=self.rows).astype(np.float32)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from qa.cite import Citation, citation_label, make_citation  # noqa: F401  (re-exported)
@@ -83,20 +82,10 @@ class HybridRetriever:
     def _filter_mask(snap: Snapshot, date_from, date_to, issue) -> np.ndarray | None:
         if not (date_from or date_to or issue):
             return None
-        mask = np.ones(snap.size, dtype=bool)
-        if date_from or date_to:
-            lo, hi = date_from or "0000-00-00", date_to or "9999-99-99"
-            mask &= np.array([d is not None and lo <= d <= hi for d in snap.dates], dtype=bool)
-        if issue:
-            mask &= np.array([n == issue for n in snap.issue_nos], dtype=bool)
-        return mask
+        return snap.filter_mask(date_from, date_to, issue)
 
     def _dense(self, snap: Snapshot, qvec: np.ndarray, mask: np.ndarray | None, k: int) -> dict[int, float]:
-        params = None
-        if mask is not None:
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(snap.vec_ids[mask]))
-        scores, ids = snap.vectors.search(qvec.reshape(1, -1), min(k, snap.size), params=params)
-        return {snap.position[int(v)]: float(s) for s, v in zip(scores[0], ids[0]) if v >= 0}
+        return snap.dense(qvec, k, mask)
 
     @staticmethod
     def _lexical(snap: Snapshot, text: str, mask: np.ndarray | None) -> np.ndarray:
@@ -110,16 +99,16 @@ class HybridRetriever:
         qvec = self.embedder.embed_query(text).astype(np.float32)
         dense = self._dense(snap, qvec, mask, CANDIDATES)
         bm25 = self._lexical(snap, text, mask)
-        n_lex = min(CANDIDATES, snap.size)
-        lex_top = np.argpartition(-bm25, n_lex - 1)[:n_lex]
-        candidates = set(dense) | {int(i) for i in lex_top if bm25[i] > 0}
+        matched = np.flatnonzero(bm25 > 0)
+        lex_top = matched[np.argpartition(-bm25[matched], CANDIDATES - 1)[:CANDIDATES]] \
+            if len(matched) > CANDIDATES else matched
+        candidates = set(dense) | {int(i) for i in lex_top}
         if not candidates:
             return []
         pos = np.fromiter(candidates, dtype=np.int64)
-        missing = [p for p in pos if p not in dense]
-        if missing:  # lexical-only candidates: their cosine from the stored vectors
-            vecs = np.stack([snap.vectors.reconstruct(int(snap.vec_ids[p])) for p in missing])
-            dense.update(zip(missing, (vecs @ qvec).tolist()))
+        missing = [int(p) for p in pos if p not in dense]
+        if missing:  # lexical-only candidates: their cosine from the index's vectors
+            dense.update(zip(missing, snap.dense_scores(qvec, missing).tolist()))
         d = np.array([dense[p] for p in pos])
         b = bm25[pos].astype(np.float64)
         fused = DENSE_WEIGHT * _minmax(d) + (1 - DENSE_WEIGHT) * _minmax(b)
@@ -128,13 +117,13 @@ class HybridRetriever:
 
     def _hits(self, snap: Snapshot, ranked: list[tuple[int, float]]) -> list[Hit]:
         store = self.archive.store
-        ids = [snap.ids[pos] for pos, _ in ranked]
-        rows = store.passages_by_id(ids)
+        vec_ids = [int(snap.vec_ids[pos]) for pos, _ in ranked]
+        rows = store.passages_by_vec_id(vec_ids)
         hits = []
         issues: dict[str, IssueRow | None] = {}
         articles: dict[str, ArticleRow | None] = {}
-        for (pos, score), pid in zip(ranked, ids):
-            p = rows.get(pid)
+        for (pos, score), vec_id in zip(ranked, vec_ids):
+            p = rows.get(vec_id)
             if p is None:  # removed by an ingest that this snapshot predates
                 continue
             if p.issue_id not in issues:
@@ -144,7 +133,7 @@ class HybridRetriever:
             issue = issues[p.issue_id]
             if issue is None:
                 continue
-            hits.append(Hit(chunk_id=pid, text=p.text, score=score,
+            hits.append(Hit(chunk_id=p.id, text=p.text, score=score,
                             citation=make_citation(issue, articles[p.article_id], p),
                             issue_id=p.issue_id, article_id=p.article_id))
         return hits

@@ -1,12 +1,19 @@
 """store: the archive's relational store (SQLite) — issues, articles, passages with their
-embeddings and tokens, and the manifest. It is the source of truth: the FAISS and BM25 files
+embeddings, the BM25 vocabulary and the manifest. It is the source of truth: the search files
 are derived from it and can always be rebuilt from it without re-embedding.
+
+Lean by design (about 1M passages on one disk): the page text is stored once; an article's body
+is rebuilt from it (the source spans of its lines) and a passage's text is a span of its article's
+body, each stored as text only where the spans do not reproduce it exactly. A vector is stored
+once, as int8 with a float32 scale (cosine to the float vector > 0.999). Tokens are not stored:
+they are re-derived from the text when the search files are rebuilt. A passage's `vec_id` is a
+dense sequential integer (never reused), which keeps the search files' id arrays small.
 
 Usage::
 
     store = Store.open(Path("index"))
     with store.transaction() as tx:
-        store.replace_page(tx, page, passages, vectors, tokens)
+        vec_ids = store.replace_page(tx, page, passages, vectors)
     store.issue("000_72e2c7496de26bfa")
 """
 
@@ -27,7 +34,7 @@ import numpy as np
 from qa.chunk import Passage
 from qa.parse import Issue, Page, PageError
 
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"
 DB_NAME = "archive.sqlite3"
 DEFAULT_PAGES_ROOT = ".."  # the folder holding the index folder, written relative to the index
 
@@ -42,16 +49,20 @@ CREATE TABLE IF NOT EXISTS issues (
 CREATE TABLE IF NOT EXISTS articles (
     id TEXT PRIMARY KEY, issue_id TEXT NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
     idx INTEGER NOT NULL, headline TEXT, kicker TEXT, subtitle TEXT, byline TEXT, dateline TEXT,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, continuations TEXT NOT NULL, body TEXT NOT NULL
+    start INTEGER NOT NULL, "end" INTEGER NOT NULL, continuations TEXT NOT NULL,
+    layout BLOB,  -- int32: paragraphs, then per paragraph its lines' source spans (see body_from_layout)
+    body TEXT  -- only where the layout does not reproduce the body
 );
 CREATE TABLE IF NOT EXISTS passages (
-    id TEXT PRIMARY KEY, vec_id INTEGER NOT NULL UNIQUE,
-    issue_id TEXT NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
+    vec_id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
     article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    tokens TEXT NOT NULL, embedding BLOB NOT NULL
+    ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
+    body_start INTEGER NOT NULL, body_end INTEGER NOT NULL,  -- the text's span in the article body
+    text TEXT,  -- only where that span does not reproduce it
+    embedding BLOB NOT NULL  -- int8 × dim, then a float32 scale
 );
-CREATE INDEX IF NOT EXISTS passages_issue ON passages(issue_id);
+CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
 CREATE INDEX IF NOT EXISTS passages_article ON passages(article_id, ordinal);
 CREATE INDEX IF NOT EXISTS articles_issue ON articles(issue_id, idx);
 CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum);
@@ -66,7 +77,92 @@ def _migrate_1_to_2(tx: sqlite3.Connection) -> None:
     tx.execute("CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum)")
 
 
-_MIGRATIONS = {"1": ("2", _migrate_1_to_2)}  # format → (next format, step), applied in place
+def _migrate_2_to_3(tx: sqlite3.Connection) -> None:
+    """Format 3 stores text and vectors once and numbers passages densely (see the module doc)."""
+    for name in ("passages_issue", "passages_article", "articles_issue"):
+        tx.execute(f"DROP INDEX IF EXISTS {name}")
+    tx.execute("ALTER TABLE passages RENAME TO old_passages")
+    tx.execute("ALTER TABLE articles RENAME TO old_articles")
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            tx.execute(statement)
+    tx.execute('INSERT INTO articles (id, issue_id, idx, headline, kicker, subtitle, byline, dateline, start, '
+               '"end", continuations, layout, body) SELECT id, issue_id, idx, headline, kicker, subtitle, '
+               'byline, dateline, start, "end", continuations, NULL, body FROM old_articles')
+    bodies: dict[str, str] = {}
+    rows = tx.execute('SELECT p.id, p.article_id, p.ordinal, p.start, p."end", p.text, p.embedding, a.body '
+                      "FROM old_passages p JOIN old_articles a ON a.id = p.article_id "
+                      "ORDER BY a.issue_id, a.idx, p.ordinal").fetchall()
+    for r in rows:
+        bodies[r["article_id"]] = r["body"]
+        vector = np.frombuffer(r["embedding"], dtype=np.float32)[None, :]
+        _insert_passage(tx, r["id"], r["article_id"], r["ordinal"], r["start"], r["end"], r["text"],
+                        r["body"], quantize(vector)[0])
+    tx.execute("DROP TABLE old_passages")
+    tx.execute("DROP TABLE old_articles")
+
+
+_MIGRATIONS = {"1": ("2", _migrate_1_to_2), "2": ("3", _migrate_2_to_3)}  # format → (next, step), in place
+
+_ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
+
+
+def quantize(vectors: np.ndarray) -> list[bytes]:
+    """Each vector as int8 (scaled by its largest component) followed by its float32 scale."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    scale = np.abs(v).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    codes = np.round(v / scale[:, None]).astype(np.int8)
+    return [c.tobytes() + s.tobytes() for c, s in zip(codes, scale.astype(np.float32))]
+
+
+def dequantize(blobs: list[bytes]) -> np.ndarray:
+    """float32 vectors from `quantize`'s blobs (all of one dimension)."""
+    if not blobs:
+        return np.zeros((0, 0), np.float32)
+    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1)
+    codes = raw[:, :-4].view(np.int8).astype(np.float32)
+    scale = np.ascontiguousarray(raw[:, -4:]).view(np.float32)
+    return codes * scale
+
+
+def encode_layout(paragraphs) -> bytes:
+    """The source spans of the lines of each paragraph, as int32: [n, (k, s1, e1, …, sk, ek) × n]."""
+    out = [len(paragraphs)]
+    for p in paragraphs:
+        spans = [(s, e) for _, s, e in p.segments] or [(p.start, p.end)]
+        out.append(len(spans))
+        for s, e in spans:
+            out += [s, e]
+    return np.asarray(out, dtype=np.int32).tobytes()
+
+
+def body_from_layout(page_text: str, layout: bytes) -> str:
+    """An article body from the page text: lines rejoined as the parser joins them (no space
+    between CJK text, one between two ASCII words), paragraphs one per line."""
+    a = np.frombuffer(layout, dtype=np.int32).tolist()
+    i, paragraphs = 1, []
+    for _ in range(a[0]):
+        n, parts = a[i], []
+        i += 1
+        for _ in range(n):
+            line = page_text[a[i]:a[i + 1]]
+            i += 2
+            if parts and parts[-1] and line and _ASCII_WORD.match(parts[-1][-1]) and _ASCII_WORD.match(line[0]):
+                parts.append(" ")
+            parts.append(line)
+        paragraphs.append("".join(parts))
+    return "\n".join(paragraphs)
+
+
+def _insert_passage(tx: sqlite3.Connection, pid: str, art_id: str, ordinal: int, start: int, end: int,
+                    text: str, body: str, embedding: bytes) -> int:
+    at = body.find(text) if text else -1
+    span, kept = ((at, at + len(text)), None) if at >= 0 else ((0, 0), text)
+    cur = tx.execute('INSERT INTO passages (id, article_id, ordinal, start, "end", body_start, body_end, text, '
+                     "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                     (pid, art_id, ordinal, start, end, span[0], span[1], kept, embedding))
+    return cur.lastrowid
 
 
 class IndexMismatchError(RuntimeError):
@@ -132,13 +228,6 @@ def page_name(path: Path, root: Path) -> str:
         return resolved.relative_to(root).as_posix()
     except ValueError:
         return resolved.as_posix()
-
-
-def vec_id_of(passage_id: str) -> int:
-    """A FAISS id (positive int63) derived from the stable passage id, so it is stable too."""
-    import hashlib
-
-    return int.from_bytes(hashlib.sha1(passage_id.encode()).digest()[:8], "big") >> 1
 
 
 class Store:
@@ -246,15 +335,10 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
-    def replace_page(
-        tx: sqlite3.Connection,
-        page: Page,
-        passages: list[Passage],
-        vectors: np.ndarray,
-        tokens: list[list[str]],
-    ) -> None:
-        """Insert a page, replacing any earlier version of the same source (inside `tx`).
-        Its id was settled by `check_identity`; an id held by another source is refused."""
+    def replace_page(tx: sqlite3.Connection, page: Page, passages: list[Passage], vectors: np.ndarray) -> list[int]:
+        """Insert a page, replacing any earlier version of the same source (inside `tx`); returns
+        the new passages' vec_ids. Its id was settled by `check_identity`; an id held by another
+        source is refused."""
         issue = page.issue
         tx.execute("DELETE FROM issues WHERE source = ?", (issue.source,))
         clash = tx.execute("SELECT source FROM issues WHERE id = ?", (issue.id,)).fetchone()
@@ -267,25 +351,39 @@ class Store:
             (d["id"], d["source"], d["checksum"], d["encoding"], d["paper"], d["date"], d["date_source"],
              d["weekday"], d["issue_no"], d["page"], d["page_count"], page.text, d.get("date_evidence")),
         )
+        bodies = {}
         for art in page.articles:
             # A teaser has no body: the reader is shown its heading lines, which its passage holds.
             body = art.text if art.text.strip() else "\n".join(
                 p.text for p in passages if p.article_index == art.index)
+            layout = encode_layout(art.paragraphs or art.heading_lines)
+            bodies[art.index] = body
             tx.execute(
                 'INSERT INTO articles (id, issue_id, idx, headline, kicker, subtitle, byline, dateline, '
-                'start, "end", continuations, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)',
+                'start, "end", continuations, layout, body) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)',
                 (article_id(issue.id, art.index), issue.id, art.index, art.headline, art.kicker,
                  art.subtitle, art.byline, art.dateline, art.start, art.end,
-                 json.dumps(art.continuations, ensure_ascii=False), body),
+                 json.dumps(art.continuations, ensure_ascii=False), layout,
+                 None if body_from_layout(page.text, layout) == body else body),
             )
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        for p, vec, toks in zip(passages, vectors, tokens, strict=True):
-            tx.execute(
-                'INSERT INTO passages (id, vec_id, issue_id, article_id, ordinal, text, start, "end", '
-                "tokens, embedding) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (p.id, vec_id_of(p.id), issue.id, article_id(issue.id, p.article_index), p.ordinal,
-                 p.text, p.start, p.end, " ".join(toks), vec.tobytes()),
-            )
+        codes = quantize(vectors) if len(passages) else []
+        return [_insert_passage(tx, p.id, article_id(issue.id, p.article_index), p.ordinal, p.start, p.end,
+                                p.text, bodies[p.article_index], code)
+                for p, code in zip(passages, codes, strict=True)]
+
+    def term_ids(self, tx: sqlite3.Connection, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
+        """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`)."""
+        terms = list(set(terms))
+        found: dict[str, int] = {}
+        for k in range(0, len(terms), 500):
+            part = terms[k:k + 500]
+            marks = ",".join("?" * len(part))
+            found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
+            new = [(t,) for t in part if t not in found]
+            if add and new:
+                tx.executemany("INSERT INTO terms (term) VALUES (?)", new)
+                found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
+        return found
 
     def remove_page(self, tx: sqlite3.Connection, source_or_id: str) -> bool:
         """Delete a page (by source file name or issue id) with its articles and passages."""
@@ -294,6 +392,7 @@ class Store:
 
     def clear(self, tx: sqlite3.Connection) -> None:
         tx.execute("DELETE FROM issues")
+        tx.execute("DELETE FROM terms")
         tx.execute("DELETE FROM manifest WHERE key IN ('embed_model', 'embed_dim')")
 
     # -- page names -----------------------------------------------------------------------
@@ -394,24 +493,41 @@ class Store:
         return r["text"] if r else None
 
     def articles(self, issue_id: str) -> list[ArticleRow]:
+        text = self.issue_text(issue_id)
         rows = self.conn.execute("SELECT * FROM articles WHERE issue_id = ? ORDER BY idx", (issue_id,))
-        return [_article(r) for r in rows]
+        return [_article(r, text) for r in rows]
 
     def article(self, article_id: str) -> ArticleRow | None:
-        r = self.conn.execute("SELECT * FROM articles WHERE id = ?", (article_id,)).fetchone()
-        return _article(r) if r else None
+        r = self.conn.execute("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
+                              "WHERE a.id = ?", (article_id,)).fetchone()
+        return _article(r, r["page_text"]) if r else None
+
+    def _passages(self, where: str, args: list, order: str = "") -> list[PassageRow]:
+        rows = self.conn.execute(
+            f'SELECT p.id, p.vec_id, a.issue_id, p.article_id, p.ordinal, p.text, p.start, p."end", '
+            f"p.body_start, p.body_end FROM passages p JOIN articles a ON a.id = p.article_id WHERE {where} {order}",
+            args,
+        ).fetchall()
+        bodies: dict[str, str] = {}
+        out = []
+        for r in rows:
+            text = r["text"]
+            if text is None:
+                if r["article_id"] not in bodies:
+                    art = self.article(r["article_id"])
+                    bodies[r["article_id"]] = art.body if art else ""
+                text = bodies[r["article_id"]][r["body_start"]:r["body_end"]]
+            out.append(PassageRow(id=r["id"], vec_id=r["vec_id"], issue_id=r["issue_id"], article_id=r["article_id"],
+                                  ordinal=r["ordinal"], text=text, start=r["start"], end=r["end"]))
+        return out
 
     def passages_of_article(self, article_id: str) -> list[PassageRow]:
-        rows = self.conn.execute(
-            'SELECT id, vec_id, issue_id, article_id, ordinal, text, start, "end" FROM passages '
-            "WHERE article_id = ? ORDER BY ordinal",
-            (article_id,),
-        )
-        return [PassageRow(**dict(r)) for r in rows]
+        return self._passages("p.article_id = ?", [article_id], "ORDER BY p.ordinal")
 
     def passage_counts(self, issue_id: str) -> dict[str, int]:
         rows = self.conn.execute(
-            "SELECT article_id, COUNT(*) AS n FROM passages WHERE issue_id = ? GROUP BY article_id",
+            "SELECT p.article_id, COUNT(*) AS n FROM articles a JOIN passages p ON p.article_id = a.id "
+            "WHERE a.issue_id = ? GROUP BY p.article_id",
             (issue_id,),
         )
         return {r["article_id"]: r["n"] for r in rows}
@@ -419,32 +535,77 @@ class Store:
     def passages_by_id(self, ids: list[str]) -> dict[str, PassageRow]:
         if not ids:
             return {}
-        marks = ",".join("?" * len(ids))
-        rows = self.conn.execute(
-            f'SELECT id, vec_id, issue_id, article_id, ordinal, text, start, "end" FROM passages '
-            f"WHERE id IN ({marks})",
-            ids,
-        )
-        return {r["id"]: PassageRow(**dict(r)) for r in rows}
+        rows = self._passages(f"p.id IN ({','.join('?' * len(ids))})", list(ids))
+        return {r.id: r for r in rows}
 
-    def iter_index_rows(self, batch: int = 5000) -> Iterator[tuple[list[sqlite3.Row], np.ndarray]]:
-        """All passages in vec_id order with what the derived indexes need, in batches."""
-        cur = self.conn.execute(
-            "SELECT p.id, p.vec_id, p.tokens, p.embedding, i.date, i.issue_no "
-            "FROM passages p JOIN issues i ON i.id = p.issue_id ORDER BY p.vec_id"
-        )
+    def passages_by_vec_id(self, vec_ids: list[int]) -> dict[int, PassageRow]:
+        """Passages by their search-file id (those still stored). Usage: ``store.passages_by_vec_id([17, 4])``"""
+        if not vec_ids:
+            return {}
+        rows = self._passages(f"p.vec_id IN ({','.join('?' * len(vec_ids))})", [int(v) for v in vec_ids])
+        return {r.vec_id: r for r in rows}
+
+    # -- what the search files are built from -----------------------------------------------
+    def vec_ids(self) -> np.ndarray:
+        """Every stored passage's vec_id, ascending (int64)."""
+        rows = self.conn.execute("SELECT vec_id FROM passages ORDER BY vec_id").fetchall()
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def vectors(self, vec_ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of `vec_ids` (all stored), in that order, as float32."""
+        blobs: dict[int, bytes] = {}
+        ids = [int(v) for v in vec_ids]
+        for k in range(0, len(ids), 900):
+            part = ids[k:k + 900]
+            blobs.update(self.conn.execute(
+                f"SELECT vec_id, embedding FROM passages WHERE vec_id IN ({','.join('?' * len(part))})", part))
+        return dequantize([blobs[v] for v in ids])
+
+    def iter_index_rows(self, vec_ids: np.ndarray | None = None, batch: int = 2000) -> Iterator[dict]:
+        """Passages (all, or those of `vec_ids`) in vec_id order with what the search files need,
+        in batches: vec_ids, vectors, dates, issue_nos, headlines, texts."""
+        wanted = None if vec_ids is None else np.sort(np.asarray(vec_ids, dtype=np.int64))
+        if wanted is not None and not len(wanted):
+            return
+        after = -1 if wanted is None else int(wanted[0]) - 1
         while True:
-            rows = cur.fetchmany(batch)
+            rows = self.conn.execute(
+                'SELECT p.vec_id, p.id, p.article_id, p.text, p.body_start, p.body_end, p.embedding, '
+                "a.headline, i.date, i.issue_no FROM passages p JOIN articles a ON a.id = p.article_id "
+                "JOIN issues i ON i.id = a.issue_id WHERE p.vec_id > ? ORDER BY p.vec_id LIMIT ?",
+                (after, batch)).fetchall()
             if not rows:
                 return
-            vecs = np.stack([np.frombuffer(r["embedding"], dtype=np.float32) for r in rows])
-            yield rows, vecs
+            after = rows[-1]["vec_id"]
+            if wanted is not None:
+                ids = np.fromiter((r["vec_id"] for r in rows), dtype=np.int64, count=len(rows))
+                keep = np.isin(ids, wanted)
+                rows = [r for r, k in zip(rows, keep) if k]
+                if not rows:
+                    if after >= wanted[-1]:
+                        return
+                    continue
+            bodies: dict[str, str] = {}
+            texts = []
+            for r in rows:
+                if r["text"] is not None:
+                    texts.append(r["text"])
+                    continue
+                if r["article_id"] not in bodies:
+                    art = self.article(r["article_id"])
+                    bodies[r["article_id"]] = art.body if art else ""
+                texts.append(bodies[r["article_id"]][r["body_start"]:r["body_end"]])
+            yield {"vec_ids": np.array([r["vec_id"] for r in rows], dtype=np.int64),
+                   "vectors": dequantize([r["embedding"] for r in rows]),
+                   "dates": [r["date"] for r in rows], "issue_nos": [r["issue_no"] for r in rows],
+                   "headlines": [r["headline"] for r in rows], "texts": texts}
 
 
 def _issue(r: sqlite3.Row) -> IssueRow:
     return IssueRow(**{k: r[k] for k in IssueRow.__dataclass_fields__})
 
 
-def _article(r: sqlite3.Row) -> ArticleRow:
-    d = {k: r[k] for k in ArticleRow.__dataclass_fields__ if k != "continuations"}
-    return ArticleRow(**d, continuations=json.loads(r["continuations"]))
+def _article(r: sqlite3.Row, page_text: str | None) -> ArticleRow:
+    d = {k: r[k] for k in ArticleRow.__dataclass_fields__ if k not in ("continuations", "body")}
+    body = r["body"] if r["body"] is not None else body_from_layout(page_text or "", r["layout"])
+    return ArticleRow(**d, continuations=json.loads(r["continuations"]), body=body)

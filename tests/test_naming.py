@@ -18,6 +18,8 @@ from qa.ingest import ingest_paths, lexical_tokens, remove_sources
 from qa.parse import parse_page
 from qa.store import FORMAT_VERSION, Store
 
+pytestmark = pytest.mark.slow  # each test ingests real pages with the real model
+
 # Two different pages that share a file name, as a daily archive by year folders has them.
 PAGE_2021 = "衡阳港口物流园开工\n本报讯 2021年衡阳港口物流园正式开工建设，总投资十二亿元。\n"
 PAGE_2022 = "衡阳南岳机场新航线开通\n本报讯 2022年衡阳南岳机场开通飞往昆明的新航线，每周三班。\n"

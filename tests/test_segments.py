@@ -1,0 +1,202 @@
+"""The search files in segments: a page added or removed touches only its own segment or
+tombstones, a reader reuses unchanged segments, merges and rebuilds change no result, BM25 scores
+as bm25s does, filters and the approximate index choose by themselves. No embedding model: pages
+come with their own vectors."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import qa.index as index_mod
+from qa.chunk import Passage
+from qa.index import Archive
+from qa.lexical import LexicalIndex, Postings, passage_tokens
+from qa.parse import Article, Issue, Page, Paragraph
+
+DIM = 32
+WORDS = ("衡阳 港口 物流 机场 航线 医院 会议 经济 产业 农业 学校 交通 文化 旅游 科技 工厂 乡村 医生 "
+         "道路 桥梁 铁路 高速 公园 河流 环保 能源 电力 教育 体育 比赛 书记 市长 项目 投资 企业").split()
+
+
+def make_page(k: int, n: int = 5, date: str | None = "2021-11-30", issue_no: str | None = "18012",
+              rng_vectors: np.random.Generator | None = None):
+    """A page of `n` one-sentence passages with random unit vectors (deterministic in `k`)."""
+    rng = random.Random(k)
+    texts = ["".join(rng.sample(WORDS, 5)) + f"第{k}号。" for _ in range(n)]
+    headline = f"报道{k}"
+    text = headline + "\n" + "\n".join(texts)
+    issue = Issue(id=f"p{k:04d}", source=f"p{k:04d}.txt", checksum=str(k), encoding="utf-8", date=date,
+                  issue_no=issue_no)
+    paragraphs, passages, at = [], [], len(headline) + 1
+    for i, t in enumerate(texts):
+        paragraphs.append(Paragraph(t, at, at + len(t)))
+        passages.append(Passage(id=f"{issue.id}:{i}", issue_id=issue.id, article_index=0, ordinal=i, text=t,
+                                start=at, end=at + len(t), headline=headline))
+        at += len(t) + 1
+    page = Page(issue=issue, articles=[Article(index=0, headline=headline, start=0, end=len(text),
+                                               paragraphs=paragraphs)], text=text)
+    vrng = rng_vectors or np.random.default_rng(k)
+    vectors = vrng.normal(size=(n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return page, passages, vectors, [passage_tokens(headline, t) for t in texts]
+
+
+def write(archive: Archive, *pages) -> None:
+    with archive.writer():
+        archive.write_pages(pages)
+        archive.refresh_derived()
+
+
+def published(archive: Archive) -> list[str]:
+    return archive._published_names()
+
+
+def results(archive: Archive, query_vec: np.ndarray, tokens: list[str]) -> tuple[list, list]:
+    """Dense top 10 and BM25 top 10 as passage ids, with scores (rounded)."""
+    snap = archive.snapshot()
+    dense = sorted(((round(s, 4), snap.vec_ids[p]) for p, s in snap.dense(query_vec, 10).items()), reverse=True)
+    bm25 = snap.lexical.scores(tokens)
+    top = np.argsort(-bm25, kind="stable")[:10]
+    rows = archive.store.passages_by_vec_id([int(snap.vec_ids[p]) for p in top])
+    lexical = [(rows[int(snap.vec_ids[p])].id, round(float(bm25[p]), 4)) for p in top if bm25[p] > 0]
+    ids = archive.store.passages_by_vec_id([int(v) for _, v in dense])
+    return [(ids[int(v)].id, s) for s, v in dense], lexical
+
+
+def test_adding_a_page_adds_a_segment_and_a_reader_reuses_the_others(tmp_path):
+    archive = Archive(tmp_path / "index")
+    write(archive, *(make_page(k) for k in range(3)))
+    reader = Archive(tmp_path / "index")
+    before = reader.snapshot()
+    (first,) = published(archive)
+    files = {p.name: p.stat().st_mtime_ns for p in (archive.base / f"seg-{first}").iterdir()}
+    write(archive, make_page(3))
+    names = published(archive)
+    assert names[0] == first and len(names) == 2
+    assert {p.name: p.stat().st_mtime_ns for p in (archive.base / f"seg-{first}").iterdir()} == files
+    after = reader.snapshot()
+    assert after.generation > before.generation and after.size == before.size + 5
+    assert after.segments[0] is before.segments[0]  # not reloaded
+
+
+def test_a_removed_page_is_tombstoned_and_never_returned(tmp_path):
+    archive = Archive(tmp_path / "index")
+    write(archive, *(make_page(k) for k in range(4)))
+    page, passages, vectors, tokens = make_page(1)
+    with archive.writer():
+        assert archive.remove_page("p0001")
+        archive.refresh_derived()
+    snap = archive.snapshot()
+    assert snap.size == 15 and snap.rows == 20
+    assert len(published(archive)) == 1  # the segment stays; its rows are tombstoned
+    found, lexical = results(archive, vectors[0], tokens[0])
+    assert found and not any(pid.startswith("p0001:") for pid, _ in found + lexical)
+    assert not any(p.startswith("p0001:") for p in snap.ids)
+
+
+def test_merges_and_a_rebuild_from_the_store_change_no_result(tmp_path):
+    archive = Archive(tmp_path / "index")
+    query, tokens = make_page(99)[2][0], make_page(2)[3][1]
+    for k in range(index_mod.MERGE_AT + 1):  # one page is removed on the way
+        write(archive, make_page(k))
+        if k == 1:
+            with archive.writer():
+                archive.remove_page("p0000")
+                archive.refresh_derived()
+    assert len(published(archive)) == 1  # same-sized segments were merged
+    merged = results(archive, query, tokens)
+    with archive.writer():
+        archive.refresh_derived(rebuild=True)  # tokens re-derived from the stored text
+    assert results(Archive(tmp_path / "index"), query, tokens) == merged
+    assert merged[1] and all(not pid.startswith("p0000:") for pid, _ in merged[0])
+
+
+def test_bm25_scores_as_bm25s_does_over_segments_and_tombstones():
+    bm25s = pytest.importorskip("bm25s")
+    docs = [make_page(k, n=4)[3] for k in range(6)]
+    flat = [d for page in docs for d in page]
+    vocab = {t: i for i, t in enumerate(sorted({t for d in flat for t in d}))}
+    lookup = lambda ts: {t: vocab[t] for t in ts if t in vocab}  # noqa: E731
+    as_ids = [np.array([vocab[t] for t in d]) for d in flat]
+    segments = [Postings.from_docs(as_ids[:8]), Postings.from_docs(as_ids[8:20]), Postings.from_docs(as_ids[20:])]
+    alive = [None, np.array([True] * 12), np.array([False, True, True, False])]
+    query = flat[3][:3] + flat[22][:2]
+    ours = LexicalIndex(segments, alive, lookup).scores(query)
+    live = [d for d, keep in zip(flat, [True] * 20 + alive[2].tolist()) if keep]
+    ref = bm25s.BM25(k1=1.2, b=0.75)
+    ref.index(live, show_progress=False)
+    expected = ref.get_scores([t for t in query if t in ref.vocab_dict])
+    got = ours[np.concatenate([np.ones(20, bool), alive[2]])]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert ours[20] == 0 and ours[23] == 0  # removed documents never score
+    merged = Postings.merge(list(zip(segments, alive)))
+    np.testing.assert_allclose(LexicalIndex([merged], [None], lookup).scores(query), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_date_and_issue_filters_select_exactly_their_pages(tmp_path):
+    archive = Archive(tmp_path / "index")
+    write(archive, make_page(0, date="2021-11-30", issue_no="18012"), make_page(1, date="2022-01-05", issue_no="18100"))
+    write(archive, make_page(2, date=None, issue_no=None), make_page(3, date="2022-01-06", issue_no="18101"))
+    snap = archive.snapshot()
+    ids = np.array([p.split(":")[0] for p in snap.ids])
+
+    def pages(mask):
+        return sorted(set(ids[mask]))
+
+    assert pages(snap.filter_mask("2022-01-01", None, None)) == ["p0001", "p0003"]
+    assert pages(snap.filter_mask(None, "2021-12-31", None)) == ["p0000"]
+    assert pages(snap.filter_mask("2022-01-06", "2022-01-06", "18101")) == ["p0003"]
+    assert pages(snap.filter_mask(None, None, "18100")) == ["p0001"]
+    assert not snap.filter_mask(None, None, "99999").any()
+    narrow = snap.filter_mask("2022-01-05", "2022-01-05", None)
+    got = snap.dense(make_page(7)[2][0], 10, narrow)
+    assert len(got) == 5 and all(narrow[p] for p in got)  # every selected passage, scored exactly
+
+
+def test_a_large_segment_gets_an_approximate_index_close_to_exact(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_mod, "IVF_MIN_ROWS", 1000)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, DIM))
+    pages = []
+    for k in range(60):
+        page = make_page(k, n=25)
+        v = centres[rng.integers(0, 40, 25)] + 0.3 * rng.normal(size=(25, DIM))
+        pages.append(page[:2] + ((v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32),) + page[3:])
+    archive = Archive(tmp_path / "index")
+    write(archive, *pages)
+    snap = archive.snapshot()
+    (seg,) = snap.segments
+    assert seg.nprobe > 0  # IVF, chosen by size
+    vectors = np.concatenate([p[2] for p in pages])
+    queries = vectors[rng.integers(0, len(vectors), 30)] + 0.5 * rng.normal(size=(30, DIM)).astype(np.float32)
+    hits = 0
+    for q in queries:
+        exact = set((np.argsort(-(vectors @ q))[:10] + 1).tolist())  # vec_ids are 1, 2, …
+        hits += len(exact & set(snap.vec_ids[list(snap.dense(q, 10))].tolist()))
+    assert hits / (10 * len(queries)) >= 0.98
+
+
+def test_writing_many_pages_flushes_bounded_segments_before_publishing(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_mod, "FLUSH_ROWS", 40)
+    archive = Archive(tmp_path / "index")
+    with archive.writer():
+        archive.write_pages([make_page(k) for k in range(20)])
+        assert archive._buffer.rows < 40 and len(archive._unpublished) == 2  # written, not yet published
+        assert archive.derived_generation() is None
+        archive.refresh_derived()
+    assert archive.snapshot().size == 100
+
+
+def test_a_crash_before_the_flush_is_covered_from_the_store(tmp_path):
+    archive = Archive(tmp_path / "index")
+    write(archive, make_page(0))
+    with archive.writer():
+        archive.write_pages([make_page(1), make_page(2)])  # then the process dies: buffer lost
+    reader = Archive(tmp_path / "index")
+    snap = reader.snapshot()  # recovers: re-derives tokens from the stored text
+    assert snap.size == 15
+    assert results(reader, make_page(2)[2][0], make_page(2)[3][0]) == results(archive, make_page(2)[2][0],
+                                                                               make_page(2)[3][0])
