@@ -4,6 +4,7 @@ Usage::
 
     qa ingest seeds/            # build or update the index
     qa search "衡阳在百强市榜单中排第几？" --json
+    qa ask "…" --url http://127.0.0.1:8000     # use a running server instead of loading the model
     qa serve --port 8000
 """
 
@@ -11,19 +12,39 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
-from qa.config import get_settings
+from qa.config import Settings, get_settings
+from qa.validate import TOP_K_MAX, TOP_K_MIN, check_date, check_date_range, check_issue
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="衡阳日报 archive: question answering with exact issue citations.")
 
 IndexOpt = typer.Option(None, "--index", help="Index directory (default: $QA_INDEX_DIR or ./index).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+UrlOpt = typer.Option(None, "--url", envvar="QA_URL", show_envvar=False,
+                      help="Ask a running `qa serve` at this URL (or $QA_URL) instead of loading the model here.")
+
+
+def _checked(check: Callable):
+    """A typer callback running one of qa.validate's checks: a usage error (exit 2) on bad input."""
+    def callback(value):
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return callback
+
+
+TopKOpt = typer.Option(5, "--top-k", min=TOP_K_MIN, max=TOP_K_MAX, help="How many passages to use.")
+FromOpt = typer.Option(None, "--from", help="Earliest date, YYYY-MM-DD.", callback=_checked(check_date))
+ToOpt = typer.Option(None, "--to", help="Latest date, YYYY-MM-DD.", callback=_checked(check_date))
+IssueOpt = typer.Option(None, "--issue", help="Only this issue number, e.g. 18012.", callback=_checked(check_issue))
 
 
 def _index_dir(index: Optional[Path]) -> Path:
@@ -44,7 +65,7 @@ def _existing_index(index: Optional[Path]) -> Path:
 
     directory = _index_dir(index)
     if not (directory / DB_NAME).exists():
-        _fail(f"no index at {directory}; build one with: qa ingest --index {directory}")
+        _fail(f"no index at {directory}; build one with: qa ingest PAGES --index {directory}")
     return directory
 
 
@@ -54,6 +75,32 @@ def _open_store(index: Optional[Path]):
     return Store.open(_existing_index(index))
 
 
+def _searchable_index(index: Optional[Path]) -> Path:
+    """An index that exists, has pages and was built with the configured model: all checked
+    from its manifest, before the (slow) model load."""
+    store = _open_store(index)
+    if store.counts()["passages"] == 0:
+        _fail(f"the index at {store.directory} has no pages yet; add some with: "
+              f"qa ingest PAGES --index {store.directory}")
+    _check_model(store)
+    return Path(store.directory)
+
+
+def _check_model(store) -> None:
+    """Refuse an index built with another model or format, from its manifest alone."""
+    from qa.embed import DEFAULT_MODEL
+    from qa.store import IndexMismatchError
+
+    model_id = get_settings().embed_model or DEFAULT_MODEL
+    built = store.manifest()
+    if built.get("embed_model") is None:
+        return
+    try:  # the recorded dimension: the name and format are what can be checked without the model
+        store.check_embedder(model_id, int(built.get("embed_dim") or 0))
+    except IndexMismatchError as exc:
+        _fail(str(exc))
+
+
 def _retriever(index: Optional[Path]):
     from qa.embed import load_embedder
     from qa.index import Archive
@@ -61,7 +108,7 @@ def _retriever(index: Optional[Path]):
     from qa.store import IndexMismatchError
 
     settings = get_settings()
-    archive = Archive(_existing_index(index), faiss_factory=settings.faiss_index)
+    archive = Archive(_searchable_index(index), faiss_factory=settings.faiss_index)
     embedder = load_embedder(settings.embed_model)
     try:
         archive.store.check_embedder(embedder.model_id, embedder.dim)
@@ -70,38 +117,89 @@ def _retriever(index: Optional[Path]):
     return HybridRetriever(archive, embedder)
 
 
+def _server(url: str):
+    from qa.client import RemoteArchive
+
+    return RemoteArchive(url, api_key=get_settings().api_key)
+
+
+def _check_range(date_from: Optional[str], date_to: Optional[str]) -> None:
+    try:
+        check_date_range(date_from, date_to)
+    except ValueError as exc:
+        _fail(str(exc), code=2)
+
+
+def _check_not_busy(directory: Path) -> None:
+    """Fail now, not after the model load, when another process is writing the index."""
+    from qa.index import Archive, IndexBusyError
+    from qa.store import DB_NAME
+
+    if not (directory / DB_NAME).exists():
+        return
+    try:
+        with Archive(directory).writer():
+            pass
+    except IndexBusyError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def ingest(
-    paths: list[Path] = typer.Argument(None, help="Page files or folders (default: seeds/)."),
+    paths: list[Path] = typer.Argument(None, help="Page files or folders (default: seeds/). In folders, "
+                                                  "files ending .txt, .text or .md are pages."),
     index: Optional[Path] = IndexOpt,
-    rebuild: bool = typer.Option(False, "--rebuild", help="Start from an empty index."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Start from an empty index (e.g. for a new model)."),
     json_out: bool = JsonOpt,
 ) -> None:
-    """Ingest newspaper pages: parse, chunk, embed and index them."""
+    """Ingest newspaper pages: parse, chunk, embed and index them. Files of other types in the
+    folders are listed as skipped."""
     from qa.index import IndexBusyError
-    from qa.ingest import ingest_paths
-    from qa.store import IndexMismatchError
+    from qa.ingest import ingest_paths, skipped_files
+    from qa.store import DB_NAME, IndexMismatchError
 
     settings = get_settings()
+    paths = paths or [settings.seeds_dir]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}")
+    directory = _index_dir(index)
+    _check_not_busy(directory)
+    if not rebuild and (directory / DB_NAME).exists():
+        _check_model(_open_store(directory))
+    skipped = skipped_files(paths)
     try:
-        report = ingest_paths(paths or [settings.seeds_dir], _index_dir(index), rebuild=rebuild,
-                              embed_model=settings.embed_model, faiss_factory=settings.faiss_index,
-                              progress=True)
+        report = ingest_paths(paths, directory, rebuild=rebuild, embed_model=settings.embed_model,
+                              faiss_factory=settings.faiss_index, progress=not json_out)
     except (IndexMismatchError, IndexBusyError) as exc:
         _fail(str(exc))
-    summary = {"pages": report.pages, "unchanged": report.unchanged, "articles": report.articles,
-               "passages": report.passages, "seconds": round(report.seconds, 2),
-               "failures": [{"file": f, "reason": r} for f, r in report.failures]}
-    if json_out:
-        _print_json(summary)
-    else:
-        typer.echo(f"{report.pages} pages ingested ({report.unchanged} unchanged), "
-                   f"{report.articles} articles, {report.passages} passages, "
-                   f"{len(report.failures)} failed, in {report.seconds:.1f}s")
-        for f, reason in report.failures:
-            typer.secho(f"  failed: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
+    _print_ingest_report(report, skipped, json_out)
     if report.failures:
         raise typer.Exit(1)
+
+
+def _print_ingest_report(report, skipped: list[str], json_out: bool) -> None:
+    failures = [(f, _without_prefix(reason, f)) for f, reason in report.failures]
+    if json_out:
+        _print_json({"pages": report.pages, "unchanged": report.unchanged, "articles": report.articles,
+                     "passages": report.passages, "seconds": round(report.seconds, 2),
+                     "failures": [{"file": f, "reason": r} for f, r in failures], "skipped": skipped})
+        return
+    typer.echo(f"{report.pages} pages ingested ({report.unchanged} unchanged), "
+               f"{report.articles} articles, {report.passages} passages, "
+               f"{len(failures)} failed, {len(skipped)} skipped, in {report.seconds:.1f}s")
+    for f, reason in failures:
+        typer.secho(f"  failed: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
+    for f in skipped:
+        typer.secho(f"  skipped: {f} (not a page: pages end .txt, .text or .md)", fg=typer.colors.YELLOW, err=True)
+
+
+def _without_prefix(reason: str, path: str) -> str:
+    """A page error's reason without the file name it starts with (the line names it already)."""
+    for prefix in (f"{path}: ", f"{Path(path).name}: "):
+        if reason.startswith(prefix):
+            return reason[len(prefix):]
+    return reason
 
 
 @app.command()
@@ -171,43 +269,69 @@ def show(issue_id: str, index: Optional[Path] = IndexOpt, json_out: bool = JsonO
 @app.command()
 def search(
     query: str,
-    top_k: int = typer.Option(5, "--top-k", min=1, max=50),
-    date_from: Optional[str] = typer.Option(None, "--from", help="YYYY-MM-DD"),
-    date_to: Optional[str] = typer.Option(None, "--to", help="YYYY-MM-DD"),
-    issue: Optional[str] = typer.Option(None, "--issue"),
+    top_k: int = TopKOpt,
+    date_from: Optional[str] = FromOpt,
+    date_to: Optional[str] = ToOpt,
+    issue: Optional[str] = IssueOpt,
     index: Optional[Path] = IndexOpt,
+    url: Optional[str] = UrlOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Search the archive: passages with their citations."""
     if not query.strip():
         _fail("the query is empty")
-    hits = _retriever(index).search(query, top_k, date_from=date_from, date_to=date_to, issue=issue)
+    _check_range(date_from, date_to)
+    filters = dict(date_from=date_from, date_to=date_to, issue=issue)
+    if url:
+        body = _remote(lambda: _server(url).search(query, top_k, **filters))
+    else:
+        hits = _retriever(index).search(query, top_k, **filters)
+        body = {"query": query, "results": [h.to_dict() for h in hits]}
     if json_out:
-        _print_json({"query": query, "results": [h.to_dict() for h in hits]})
+        _print_json(body)
         return
-    for n, h in enumerate(hits, 1):
-        typer.echo(f"[{n}] {h.citation.label}  ({h.score:.4f})\n    {h.text[:160]}\n")
+    if not body["results"]:
+        typer.echo("no passages match" + (" these filters" if any(filters.values()) else ""))
+    for n, h in enumerate(body["results"], 1):
+        typer.echo(f"[{n}] {h['citation']['label']}  ({h['score']:.4f})\n    {h['text'][:160]}\n")
+
+
+def _remote(call: Callable):
+    from qa.client import ServerError
+
+    try:
+        return call()
+    except ServerError as exc:
+        _fail(str(exc))
 
 
 @app.command("eval")
 def eval_cmd(
     file: Path = typer.Argument(Path("eval/dev.jsonl"), exists=True, dir_okay=False),
-    top_k: int = typer.Option(5, "--top-k", min=1, max=50),
+    top_k: int = TopKOpt,
     index: Optional[Path] = IndexOpt,
+    url: Optional[str] = UrlOpt,
     json_out: bool = JsonOpt,
 ) -> None:
     """Measure retrieval (recall@1, recall@k, MRR@10) and answers (evidence quoted, "not found"),
     per kind of question."""
-    from qa.answer import Answerer
+    from qa.client import RemoteAnswerer, RemoteRetriever
     from qa.evaluate import evaluate_answers, evaluate_retrieval, load_questions
 
     try:
         questions = load_questions(file)
     except ValueError as exc:
         _fail(str(exc))
-    retriever = _retriever(index)
-    report = {"retrieval": evaluate_retrieval(questions, retriever, top_k),
-              "answers": evaluate_answers(questions, Answerer(retriever), top_k)}
+    if url:
+        server = _server(url)
+        retriever, answerer = RemoteRetriever(server), RemoteAnswerer(server)
+    else:
+        from qa.answer import Answerer
+
+        retriever = _retriever(index)
+        answerer = Answerer(retriever)
+    report = _remote(lambda: {"retrieval": evaluate_retrieval(questions, retriever, top_k),
+                              "answers": evaluate_answers(questions, answerer, top_k)})
     if json_out:
         _print_json(report)
         return
@@ -222,49 +346,108 @@ def eval_cmd(
 @app.command()
 def ask(
     question: str,
+    top_k: int = TopKOpt,
+    date_from: Optional[str] = FromOpt,
+    date_to: Optional[str] = ToOpt,
     index: Optional[Path] = IndexOpt,
+    url: Optional[str] = UrlOpt,
     json_out: bool = JsonOpt,
-    top_k: int = typer.Option(5, "--top-k", min=1, max=50),
 ) -> None:
-    """Ask a question: an answer with [n] markers and the labels of its citations."""
-    from qa.answer import Answerer, LLMClient
-
+    """Ask a question: an answer with \\[n] markers and the labels of its citations."""
     if not question.strip():
         _fail("the question is empty")
-    result = Answerer(_retriever(index), LLMClient.from_settings(get_settings())).ask(question, top_k=top_k)
+    _check_range(date_from, date_to)
+    filters = dict(top_k=top_k, date_from=date_from, date_to=date_to)
+    if url:
+        body = _remote(lambda: _server(url).ask(question, **filters))
+    else:
+        from qa.answer import Answerer, LLMClient
+
+        answerer = Answerer(_retriever(index), LLMClient.from_settings(get_settings()))
+        result = answerer.ask(question, **filters)
+        for _ in result.pieces:  # pieces may be produced lazily; they complete the answer
+            pass
+        body = result.to_dict()
     if json_out:
-        _print_json(result.to_dict())
+        _print_json(body)
         return
-    typer.echo(result.answer)
-    if result.warning:
-        typer.secho(f"warning: {result.warning}", fg=typer.colors.YELLOW, err=True)
-    for c in result.citations:
-        typer.echo(f"[{c.n}] {c.hit.citation.label}  ({c.hit.citation.source} {c.hit.citation.start}-{c.hit.citation.end})")
+    typer.echo(body["answer"])
+    if body.get("warning"):
+        typer.secho(f"warning: {body['warning']}", fg=typer.colors.YELLOW, err=True)
+    for c in body["citations"]:
+        cite = c["citation"]
+        typer.echo(f"[{c['n']}] {cite['label']}  ({cite['source']} {cite['start']}-{cite['end']})")
 
 
 @app.command()
 def serve(
     host: Optional[str] = typer.Option(None, "--host", help="Default 127.0.0.1 ($QA_HOST)."),
     port: Optional[int] = typer.Option(None, "--port", help="Default 8000 ($QA_PORT)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each loads the model (~0.8 GB)."),
+    seed: bool = typer.Option(False, "--seed", help="Build a missing or empty index from seeds/ ($QA_SEEDS_DIR) "
+                                                     "first; the default ./index gets this anyway."),
     index: Optional[Path] = IndexOpt,
 ) -> None:
-    """Serve the API and the web page; builds the index from seeds/ first if it is empty."""
+    """Serve the API, the web page and the API reference (/docs). Everything that needs no model
+    (index, port) is checked before the model loads."""
+    settings = get_settings().model_copy(update={"index_dir": _index_dir(index)})
+    host, port = host or settings.host, port or settings.port
+    _check_index_to_serve(settings, seed or settings.index_dir == Settings.model_fields["index_dir"].default)
+    _check_port_free(host, port)
+    if not _has_pages(settings.index_dir):
+        _ingest_seeds(settings)
+    _searchable_index(settings.index_dir)
     import uvicorn
 
-    from qa.api import create_app
-    from qa.ingest import ingest_paths
+    if workers == 1:
+        from qa.api import create_app
+
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    else:  # each worker process builds its own app from the environment
+        os.environ["QA_INDEX_DIR"] = str(settings.index_dir.resolve())
+        uvicorn.run("qa.api:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
+
+
+def _has_pages(directory: Path) -> bool:
     from qa.store import DB_NAME, Store
 
-    settings = get_settings().model_copy(update={"index_dir": _index_dir(index)})
+    return (directory / DB_NAME).exists() and Store.open(directory).counts()["passages"] > 0
+
+
+def _check_index_to_serve(settings: Settings, may_seed: bool) -> None:
+    """A missing or empty index is built from the seeds only when allowed: a mistyped
+    QA_INDEX_DIR must not quietly serve the demo archive."""
     directory = settings.index_dir
-    if not (directory / DB_NAME).exists() or Store.open(directory).counts()["passages"] == 0:
-        typer.echo(f"index {directory} is empty: ingesting {settings.seeds_dir} first")
-        report = ingest_paths([settings.seeds_dir], directory, embed_model=settings.embed_model,
-                              faiss_factory=settings.faiss_index)
-        typer.echo(f"{report.pages} pages, {report.passages} passages, {len(report.failures)} failed")
-    _retriever(directory)  # fails with a clear message if the index was built with another model
-    uvicorn.run(create_app(settings), host=host or settings.host, port=port or settings.port,
-                log_level="info")
+    if _has_pages(directory):
+        return
+    if not may_seed:
+        _fail(f"no index with pages at {directory}; create it with: qa ingest PAGES --index {directory} "
+              f"(or serve the demo pages from {settings.seeds_dir}/ with: qa serve --seed --index {directory})")
+    if not settings.seeds_dir.is_dir():
+        _fail(f"no index at {directory} and no {settings.seeds_dir}/ folder to build one from; "
+              f"create it with: qa ingest PAGES --index {directory}")
+    _check_not_busy(directory)
+
+
+def _ingest_seeds(settings: Settings) -> None:
+    from qa.ingest import ingest_paths
+
+    typer.echo(f"no pages in {settings.index_dir}/ yet: ingesting {settings.seeds_dir}/ first")
+    report = ingest_paths([settings.seeds_dir], settings.index_dir, embed_model=settings.embed_model,
+                          faiss_factory=settings.faiss_index)
+    typer.echo(f"{report.pages} pages, {report.passages} passages, {len(report.failures)} failed")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Bind-test the address as uvicorn will (SO_REUSEADDR), before minutes go into loading."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); another server may be running there. "
+              f"Pick another port: qa serve --port {port + 1} (or QA_PORT={port + 1}, make serve PORT={port + 1})")
 
 
 def main() -> None:  # pragma: no cover

@@ -55,6 +55,14 @@ def discover(paths: list[Path], root: Path) -> tuple[list[tuple[Path, str]], lis
     return [(p, name) for name, p in files.items()], missing
 
 
+def skipped_files(paths: list[Path]) -> list[str]:
+    """Files under the given folders that ingest passes over for their type (not one of
+    PAGE_SUFFIXES), so that they can be reported; hidden files and `.meta.json` sidecars aside."""
+    return [str(p) for path in paths if path.is_dir() for p in sorted(path.rglob("*"))
+            if p.is_file() and p.suffix.lower() not in PAGE_SUFFIXES and not p.name.startswith(".")
+            and not p.name.endswith(".meta.json")]
+
+
 def embedding_text(page: Page, passage: Passage) -> str:
     """What is embedded: a short header (date · headline) then the passage text."""
     header = " · ".join(x for x in (page.issue.date, passage.headline) if x)

@@ -22,6 +22,16 @@ DEV = ROOT / "eval" / "dev.jsonl"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# Fixtures that embed the seed pages with the real model or start a real server: a test that
+# uses one (directly or through another fixture) is slow, whatever its own body does.
+SLOW_FIXTURES = {"seed_index", "live_server", "chromium"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def seed_index(tmp_path_factory) -> Path:
@@ -68,14 +78,15 @@ class LiveServer:
     """`qa serve` in a subprocess on 127.0.0.1. Stopped by the fixture's finalizer and, should
     the test process itself die, by the kernel (PR_SET_PDEATHSIG): it never outlives the tests."""
 
-    def __init__(self, index_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None):
+    def __init__(self, index_dir: Path, env: dict[str, str] | None = None, log_path: Path | None = None,
+                 args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or index_dir.parent / f"server-{self.port}.log"
         full_env = {**os.environ, "QA_INDEX_DIR": str(index_dir), **(env or {})}
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, "-m", "qa.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port), *args],
             env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
         )

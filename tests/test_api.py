@@ -132,3 +132,38 @@ def test_openai_client_against_the_live_server(live_server):
         messages=[{"role": "user", "content": "市政府2021年第15次常务会议原则通过了哪部条例草案？"}])
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert "".join(pieces) == content
+
+
+@pytest.mark.slow
+def test_several_workers_answer_and_all_see_a_completed_ingest(fresh_index, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import ROOT, SEEDS, LiveServer
+
+    server = LiveServer(fresh_index, log_path=tmp_path / "server.log", args=("--workers", "2")).wait()
+    try:
+        def search(query: str) -> dict:  # a new connection each time, so both workers get some
+            r = httpx.post(f"{server.url}/api/search", json={"query": query, "top_k": 3}, timeout=120)
+            assert r.status_code == 200
+            return r.json()
+
+        with ThreadPoolExecutor(8) as pool:
+            assert all(b["results"] for b in pool.map(search, ["衡阳物流枢纽"] * 16))
+        started = (tmp_path / "server.log").read_text(errors="replace").count("Started server process")
+        assert started == 2
+
+        page = tmp_path / "new" / "extra.txt"
+        page.parent.mkdir()
+        page.write_text((SEEDS / "003_f6f5db6d93bde6b2.txt").read_text(encoding="utf-8")
+                        + "\n\n本报编辑部第9次校对说明。\n", encoding="utf-8")
+        done = subprocess.run([sys.executable, "-m", "qa.cli", "ingest", str(page)], cwd=ROOT, timeout=600,
+                              env={**os.environ, "QA_INDEX_DIR": str(fresh_index)}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        with ThreadPoolExecutor(8) as pool:
+            bodies = list(pool.map(search, ["本报编辑部第9次校对说明"] * 16))
+        assert all(any("第9次校对说明" in h["text"] for h in b["results"]) for b in bodies)
+    finally:
+        server.stop()

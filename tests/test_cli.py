@@ -83,8 +83,17 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
     pages.mkdir()
     (pages / "good.txt").write_text((SEEDS / "003_f6f5db6d93bde6b2.txt").read_text(encoding="utf-8"), encoding="utf-8")
     (pages / "bad.txt").write_bytes(b"\x00\x01\x02" * 100)
+    (pages / "page.html").write_text("<p>衡阳</p>", encoding="utf-8")
+    (pages / "page_noext").write_text("衡阳", encoding="utf-8")
     r = runner.invoke(app, ["ingest", str(pages), "--index", str(tmp_path / "index")])
     assert r.exit_code == 1 and "bad.txt" in r.stderr
+    assert r.stderr.count("bad.txt") == 1, r.stderr  # the path once, then the reason
+    assert "1 failed, 2 skipped" in r.stdout
+    for name in ("page.html", "page_noext"):
+        assert f"skipped: {pages / name}" in r.stderr
+    again = runner.invoke(app, ["ingest", str(pages), "--index", str(tmp_path / "index"), "--json"])
+    report = json.loads(again.stdout)
+    assert report["unchanged"] == 1 and report["skipped"] == [str(pages / "page.html"), str(pages / "page_noext")]
     issues = json.loads(run("issues", "--json", index=tmp_path / "index").stdout)
     assert [i["source"] for i in issues] == ["good.txt"]
 
@@ -98,3 +107,98 @@ def test_empty_question_is_an_error(seed_index, args):
 def test_missing_index_is_an_error(tmp_path):
     r = runner.invoke(app, ["issues", "--index", str(tmp_path / "none")])
     assert r.exit_code == 1 and "qa ingest" in r.stderr
+
+
+# -- checks that need no model: they answer at once, and change nothing -------------------------------
+@pytest.mark.parametrize("args, message", [
+    (["--from", "2021/01/01"], "YYYY-MM-DD"),
+    (["--to", "2021-13-45"], "not a date in the calendar"),
+    (["--issue", "abc"], "issue numbers are digits"),
+    (["--top-k", "0"], "--top-k"),
+    (["--top-k", "51"], "--top-k"),
+])
+def test_search_filters_are_validated_like_the_api(tmp_path, args, message):
+    r = runner.invoke(app, ["search", "百强市", *args, "--index", str(tmp_path / "none")])
+    assert r.exit_code == 2 and message in r.stderr
+
+
+def test_a_reversed_date_range_is_an_error(tmp_path):
+    for command in ("search", "ask"):
+        r = runner.invoke(app, [command, "衡阳", "--from", "2021-12-01", "--to", "2021-11-01",
+                                "--index", str(tmp_path / "none")])
+        assert r.exit_code == 2 and "reversed" in r.stderr
+
+
+def test_ingest_of_a_missing_path_fails_before_anything_is_created(tmp_path):
+    r = runner.invoke(app, ["ingest", str(tmp_path / "does-not-exist"), "--index", str(tmp_path / "index")])
+    assert r.exit_code == 1 and "no such file or folder" in r.stderr
+    assert not (tmp_path / "index").exists()
+
+
+def test_ingest_into_a_busy_index_fails_before_the_model_loads(fresh_index, monkeypatch):
+    import qa.ingest
+    from qa.index import Archive
+
+    monkeypatch.setattr(qa.ingest, "load_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
+    with Archive(fresh_index).writer():
+        r = runner.invoke(app, ["ingest", str(SEEDS), "--index", str(fresh_index)])
+    assert r.exit_code == 1 and "another process is writing" in r.stderr
+
+
+def test_search_on_an_index_without_pages_says_how_to_add_them(tmp_path):
+    from qa.store import Store
+
+    Store.open(tmp_path / "empty")
+    for command in ("search", "ask"):
+        r = runner.invoke(app, [command, "衡阳", "--index", str(tmp_path / "empty")])
+        assert r.exit_code == 1 and "no pages yet" in r.stderr and "qa ingest" in r.stderr
+
+
+def test_serve_refuses_a_missing_non_default_index(tmp_path):
+    r = runner.invoke(app, ["serve", "--index", str(tmp_path / "typo"), "--port", "1"])
+    assert r.exit_code == 1 and f"qa ingest PAGES --index {tmp_path / 'typo'}" in r.stderr
+    assert "--seed" in r.stderr and not (tmp_path / "typo").exists()
+
+
+def test_serve_reports_a_busy_port_before_loading(seed_index):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = runner.invoke(app, ["serve", "--index", str(seed_index), "--port", str(port)])
+    assert r.exit_code == 1 and f"127.0.0.1:{port}" in r.stderr
+    assert "--port" in r.stderr and "QA_PORT" in r.stderr
+
+
+def test_help_shows_the_citation_markers():
+    r = runner.invoke(app, ["ask", "--help"], terminal_width=200)
+    assert "[n] markers" in r.stdout
+
+
+# -- --url: a running server instead of a model in this process -------------------------------------
+def test_search_and_ask_through_a_running_server(live_server, monkeypatch):
+    import qa.embed
+
+    monkeypatch.setattr(qa.embed, "load_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
+    q = "衡阳获批设立的跨境电商综合试验区全称是什么？"
+    r = runner.invoke(app, ["search", q, "--top-k", "3", "--json", "--url", live_server])
+    assert r.exit_code == 0 and "跨境电子商务综合试验区" in json.loads(r.stdout)["results"][0]["text"]
+    monkeypatch.setenv("QA_URL", live_server)
+    r = runner.invoke(app, ["ask", "习近平同安哥拉总统洛伦索通电话时，说中方近期会派什么去安哥拉？"])
+    assert r.exit_code == 0 and "抗疫医疗专家组" in r.stdout and "[1] 《衡阳日报》2020年9月26日" in r.stdout
+
+
+def test_eval_through_a_running_server(live_server, tmp_path):
+    lines = [line for line in DEV.read_text(encoding="utf-8").splitlines() if line.strip()][:3]
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = runner.invoke(app, ["eval", str(small), "--json", "--url", live_server])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["retrieval"]["overall"]["n"] >= 1
+
+
+def test_url_of_a_server_that_is_not_there_is_a_clear_error():
+    r = runner.invoke(app, ["search", "衡阳", "--url", "http://127.0.0.1:9"])
+    assert r.exit_code == 1 and "cannot reach the server" in r.stderr

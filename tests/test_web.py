@@ -249,3 +249,39 @@ def test_api_key_is_asked_for_once_and_sent(desktop, keyed_server_url):
     ask(page, dev_question("d03")["question"])
     expect(dialog).to_be_hidden()
     assert page.probe.ask_headers[-1].get("authorization") == f"Bearer {API_KEY}"
+
+
+def _offline(page, base_url: str) -> list[str]:
+    """Block every request that does not go to the server under test; return what was blocked."""
+    blocked: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort("internetdisconnected")
+
+    page.route("**/*", route)
+    return blocked
+
+
+def test_api_reference_pages_work_with_the_network_blocked(desktop, server_url):
+    page = desktop
+    blocked = _offline(page, server_url)
+    page.goto(f"{server_url}/docs")
+    operations = page.locator(".opblock-summary-path")
+    expect(operations.first).to_be_visible()
+    paths = set(operations.all_inner_texts())
+    assert {"/health", "/api/search", "/api/ask", "/v1/chat/completions", "/api/citations/{chunk_id}",
+            "/api/issues", "/api/issues/{issue_id}", "/v1/models"} <= {p.replace("\u200b", "") for p in paths}
+    expect(page.get_by_text("Search passages").first).to_be_visible()
+    screenshot(page, "docs-offline")
+
+    page.goto(f"{server_url}/redoc")
+    expect(page.get_by_role("heading", name="Ask a question").first).to_be_visible()
+    expect(page.get_by_text("/api/search").first).to_be_attached()
+    screenshot(page, "redoc-offline")
+    # The page's policy stops ReDoc's one outside request (its logo) inside the browser.
+    errors = [e for e in page.probe.errors if "cdn.redoc.ly" not in e]
+    assert blocked == [] and errors == [], (blocked, page.probe.errors)
