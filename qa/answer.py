@@ -272,28 +272,118 @@ class Answerer:
         return AnswerResult(query.question, "".join(pieces), False, citations, query, pieces=pieces)
 
 
-class LLMError(RuntimeError):
-    """The LLM upstream failed, timed out or answered nonsense. `kind` is safe to show a user."""
+# -- the optional LLM answer, streamed (transport and marker checks: qa.llm) ------------------------
+import threading  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
 
-    def __init__(self, message: str, kind: str = "error"):
-        super().__init__(message)
-        self.kind = kind
-
+from qa.llm import ChatStream, CitationMarkers, LLMError  # noqa: E402  (LLMError is caught above)
 
 _LLM_SYSTEM = (
     "你是衡阳日报档案的问答助手。只根据用户给出的编号报道片段回答问题，用简体中文，简洁（不超过300字）。"
     "每一句事实后面用 [n] 标注所依据的片段编号。片段不能回答问题时，只回答：档案中未找到相关内容。"
 )
+LLM_INTERRUPTED = "……（回答中断）"
+
+
+class StreamingAnswerResult(AnswerResult):
+    """An LLM answer read from the upstream while it is being written.
+
+    `pieces` yields the text as it arrives, its `[n]` markers checked (`qa.llm.CitationMarkers`);
+    it can be iterated once, from any one thread. While the stream runs, `citations` are all the
+    passages the LLM was given, numbered as it saw them, and `no_answer` is False. When it ends
+    (`answer` and `to_dict()` read it to the end first) the citations shrink to the passages the
+    answer marks, and an answer that marks none is the LLM saying the passages do not answer
+    (`no_answer`, the closest passages listed). An upstream failure mid-answer keeps what was
+    written, ends it with `LLM_INTERRUPTED` and sets `warning`.
+
+    Usage::
+
+        result = LLMClient(url, model).answer(query, hits)   # back at the first token
+        for piece in result.pieces:
+            send(piece)
+        final = result.to_dict()                              # answer, trimmed citations
+    """
+
+    def __init__(self, query: Query, hits: list[Hit], tokens: Iterator[str]):
+        self._hits = hits
+        self._tokens = tokens
+        self._markers = CitationMarkers(len(hits))
+        self._written: list[str] = []
+        self._lock = threading.RLock()
+        self._finished = False
+        given = [CitedPassage(n, h) for n, h in enumerate(hits, 1)]
+        super().__init__(query.question, "", False, given, query, pieces=self._stream())
+
+    @property
+    def answer(self) -> str:
+        self._drain()
+        return self._answer
+
+    @answer.setter
+    def answer(self, value: str) -> None:
+        self._answer = value
+
+    def to_dict(self) -> dict:
+        self._drain()
+        return super().to_dict()
+
+    def close(self) -> None:
+        """Stop reading (the reader went away): the upstream connection closes now."""
+        with self._lock:
+            if not self._finished:
+                self.warning = "the answer stream was closed before the LLM finished"
+                self._finish("")
+
+    def _stream(self) -> Iterator[str]:
+        try:
+            while (piece := self._next_piece()) is not None:
+                if piece:
+                    yield piece
+        finally:  # an abandoned iterator (client gone) must not keep the upstream open
+            self.close()
+
+    def _drain(self) -> None:
+        while self._next_piece() is not None:
+            pass
+
+    def _next_piece(self) -> str | None:
+        with self._lock:
+            if self._finished:
+                return None
+            try:
+                token = next(self._tokens)
+            except StopIteration:
+                return self._finish(self._markers.flush())
+            except LLMError as exc:
+                log.warning("LLM upstream failed mid-answer: %s", exc)
+                self.warning = f"LLM upstream failed mid-answer ({exc.kind}); the answer is incomplete"
+                return self._finish(self._markers.flush() + LLM_INTERRUPTED)
+            piece = self._markers.feed(token)
+            self._written.append(piece)
+            return piece
+
+    def _finish(self, tail: str) -> str:
+        self._finished = True
+        close = getattr(self._tokens, "close", None)
+        if close:
+            close()
+        self._written.append(tail)
+        self._answer = "".join(self._written).strip()
+        used = sorted(self._markers.used)
+        if used:
+            self.citations = [CitedPassage(n, self._hits[n - 1]) for n in used]
+        elif self.warning is None:  # nothing cited: the LLM found no answer in the passages
+            self.no_answer = True
+            self.citations = not_found(self.query, self._hits, self._answer).citations
+        return tail
 
 
 class LLMClient:
-    """An OpenAI-compatible chat-completions upstream (`QA_LLM_BASE_URL`, `QA_LLM_MODEL`, `QA_LLM_API_KEY`)."""
+    """An OpenAI-compatible chat-completions upstream (`QA_LLM_BASE_URL`, `QA_LLM_MODEL`,
+    `QA_LLM_API_KEY`) that writes the answer from the numbered passages, streamed."""
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 30.0):
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
+        self.chat = ChatStream(base_url, model, api_key, timeout)
 
     @classmethod
     def from_settings(cls, settings) -> "LLMClient | None":
@@ -304,33 +394,12 @@ class LLMClient:
             return None
         return cls(settings.llm_base_url, settings.llm_model, settings.llm_api_key, settings.llm_timeout)
 
-    def answer(self, query: Query, hits: list[Hit]) -> AnswerResult:
+    def answer(self, query: Query, hits: list[Hit]) -> StreamingAnswerResult:
+        """The LLM's answer, returned at its first token; `LLMError` if none comes (connection,
+        HTTP status, timeout), so that the caller can fall back to the extractive answer."""
         numbered = "\n\n".join(f"[{i}] {h.citation.label}\n{h.text}" for i, h in enumerate(hits, 1))
         messages = [
             {"role": "system", "content": _LLM_SYSTEM},
             {"role": "user", "content": f"报道片段：\n{numbered}\n\n问题：{query.search_text}"},
         ]
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        try:
-            resp = httpx.post(f"{self.base_url}/chat/completions", headers=headers, timeout=self.timeout,
-                              json={"model": self.model, "messages": messages, "temperature": 0})
-            resp.raise_for_status()
-            text = resp.json()["choices"][0]["message"]["content"].strip()
-        except httpx.TimeoutException as exc:
-            raise LLMError(f"timeout after {self.timeout}s: {exc}", "timeout") from exc
-        except httpx.HTTPStatusError as exc:
-            raise LLMError(f"{exc}", f"HTTP {exc.response.status_code}") from exc
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise LLMError(f"{type(exc).__name__}: {exc}", "unusable response") from exc
-        if not text:
-            raise LLMError("empty answer", "empty answer")
-        used = [int(n) for n in re.findall(r"\[(\d+)\]", text) if 1 <= int(n) <= len(hits)]
-        if not used:  # the LLM found nothing to cite: it said the passages do not answer
-            return not_found(query, hits, text)
-        renumber: dict[int, int] = {}
-        for n in used:
-            renumber.setdefault(n, len(renumber) + 1)
-        text = re.sub(r"\[(\d+)\]", lambda m: f"[{renumber[int(m[1])]}]" if int(m[1]) in renumber else "", text)
-        citations = [CitedPassage(new, hits[old - 1]) for old, new in renumber.items()]
-        pieces = re.findall(r".+?(?:\[\d+\]|$)", text, flags=re.S)
-        return AnswerResult(query.question, text, False, citations, query, pieces=pieces or [text])
+        return StreamingAnswerResult(query, hits, self.chat.stream(messages))
