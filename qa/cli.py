@@ -405,7 +405,10 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:  # each worker process builds its own app from the environment
         os.environ["QA_INDEX_DIR"] = str(settings.index_dir.resolve())
-        uvicorn.run("qa.api:app_from_env", factory=True, host=host, port=port, workers=workers, log_level="info")
+        # A worker loading the model or embedding on busy cores can miss uvicorn's 5 s health
+        # ping; it would be killed and restarted mid-load, over and over.
+        uvicorn.run("qa.api:app_from_env", factory=True, host=host, port=port, workers=workers,
+                    timeout_worker_healthcheck=60, log_level="info")
 
 
 def _has_pages(directory: Path) -> bool:

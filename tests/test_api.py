@@ -143,7 +143,7 @@ def test_several_workers_answer_and_all_see_a_completed_ingest(fresh_index, tmp_
 
     from conftest import ROOT, SEEDS, LiveServer
 
-    server = LiveServer(fresh_index, log_path=tmp_path / "server.log", args=("--workers", "2")).wait()
+    server = LiveServer(fresh_index, log_path=tmp_path / "server.log", args=("--workers", "2")).wait(600)
     try:
         def search(query: str) -> dict:  # a new connection each time, so both workers get some
             r = httpx.post(f"{server.url}/api/search", json={"query": query, "top_k": 3}, timeout=120)
