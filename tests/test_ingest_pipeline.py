@@ -1,0 +1,151 @@
+"""Ingest as a pipeline and the embedder under concurrency: pages prepared ahead in a bounded
+queue, embedded across pages in large batches, written in order; concurrent embedding calls
+share model calls; device choice fails clearly."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from qa import ingest
+from qa.embed import DeviceNotAvailableError, Embedder, load_embedder, resolve_device
+from qa.index import Archive
+from qa.ingest import ingest_paths
+from qa.store import Store
+
+from conftest import SEEDS
+
+
+class CountingEncoder:
+    """Wraps the real encoder and records the size of every model call."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.calls: list[int] = []
+        for name in ("backend", "device", "batch_size", "dim", "max_seq_length", "prompts"):
+            setattr(self, name, getattr(inner, name))
+
+    def encode(self, texts, batch_size):
+        self.calls.append(len(texts))
+        return self.inner.encode(texts, batch_size)
+
+
+@pytest.fixture(scope="module")
+def emb():
+    return load_embedder()
+
+
+def test_pages_are_embedded_across_page_boundaries_and_written_in_order(tmp_path, emb, monkeypatch):
+    spy = Embedder(CountingEncoder(emb.encoder), emb.model_id, emb.path)
+    monkeypatch.setattr(ingest, "load_embedder", lambda name=None: spy)
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    seeds = sorted(SEEDS.glob("*.txt"))[:2]
+    for f in seeds:
+        (pages / f.name).write_bytes(f.read_bytes())
+    (pages / "000_z.txt").write_bytes(b"\xff\xfe\x00broken")  # fails to parse, between the two
+    written = []
+    real_write = Archive.write_page
+    monkeypatch.setattr(Archive, "write_page",
+                        lambda self, page, *a: (written.append(page.issue.source), real_write(self, page, *a)))
+    report = ingest_paths([pages], tmp_path / "index", progress=False)
+    assert report.pages == 2 and report.passages >= 30
+    assert [f for f, _ in report.failures] == [str(pages / "000_z.txt")]
+    # both pages' passages in one model call (a batch holds up to 256 passages), not one per page
+    assert spy.encoder.calls == [report.passages]
+    assert written == [f.name for f in seeds]
+    store = Store.open(tmp_path / "index")
+    assert len(store.issues()) == 2
+    assert store.manifest()["embed_backends"] == emb.backend
+
+
+def test_stored_vectors_equal_a_direct_embedding(seed_index, emb):
+    store = Store.open(seed_index)
+    rows, vecs = next(store.iter_index_rows())
+    texts = {p.id: t for f in sorted(SEEDS.glob("*.txt"))
+             for p, t in _prepared(f)}
+    want = emb.embed_passages([texts[r["id"]] for r in rows[:20]])
+    # int8 activations are scaled per model call, so a vector depends a little on its batch mates
+    assert (vecs[:20] * want).sum(1).min() >= 0.99
+
+
+def _prepared(path):
+    from qa.parse import parse_page
+
+    prep = ingest.prepare_page(path, parse_page(path, path.name))
+    return zip(prep.passages, prep.texts)
+
+
+def test_the_reader_never_runs_more_than_the_queue_ahead(tmp_path, emb, monkeypatch):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i in range(12):
+        (pages / f"p{i:02d}.txt").write_text(f"第{i}版\n\n标题{i}\n\n" + "衡阳日报报道了本地新闻。" * 20, encoding="utf-8")
+    monkeypatch.setattr(ingest, "QUEUE_PAGES", 2)
+    monkeypatch.setitem(ingest.EMBED_BATCH_TEXTS, emb.device, 1)  # one page per embedding call
+    parsed, ahead = [], []
+    real_prepare, real_write = ingest.prepare_page, ingest._write
+
+    def prepare(path, page):
+        parsed.append(path)
+        return real_prepare(path, page)
+
+    def write(archive, item, vectors, report):
+        ahead.append(len(parsed) - (report.pages + len(report.failures) + report.unchanged))
+        return real_write(archive, item, vectors, report)
+
+    monkeypatch.setattr(ingest, "prepare_page", prepare)
+    monkeypatch.setattr(ingest, "_write", write)
+    report = ingest_paths([pages], tmp_path / "index", progress=False)
+    assert report.pages == 12
+    # queue (2) + the batch being embedded + the one handed back + the one being put
+    assert max(ahead) <= 2 + 3, ahead
+
+
+def test_concurrent_queries_share_model_calls_and_get_their_own_rows(emb):
+    spy = Embedder(CountingEncoder(emb.encoder), emb.model_id, emb.path)
+    spy.batcher.window_s = 0.05  # wide enough that the threads below always meet
+    questions = [f"衡阳第{i}号文件是什么？" for i in range(24)]
+    want = emb.embed_queries(questions)
+    got: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(questions))
+
+    def ask(i):
+        start.wait()
+        got[i] = spy.embed_query(questions[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(spy.encoder.calls) < len(questions) and sum(spy.encoder.calls) == len(questions)
+    for i in range(len(questions)):
+        np.testing.assert_allclose(got[i], want[i], atol=1e-4)
+
+
+def test_a_failing_model_call_fails_its_callers_and_the_embedder_lives_on(emb):
+    class Flaky(CountingEncoder):
+        def encode(self, texts, batch_size):
+            if any("boom" in t for t in texts):
+                raise RuntimeError("model failed")
+            return super().encode(texts, batch_size)
+
+    spy = Embedder(Flaky(emb.encoder), emb.model_id, emb.path)
+    with pytest.raises(RuntimeError, match="model failed"):
+        spy.embed_query("boom")
+    assert spy.embed_query("衡阳").shape == (emb.dim,)
+
+
+def test_device_choice():
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_device("gpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceNotAvailableError, match="QA_DEVICE=cuda.*no usable CUDA"):
+            resolve_device("cuda")
