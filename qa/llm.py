@@ -94,7 +94,8 @@ def _read_tokens(resp: httpx.Response) -> Iterator[str]:
         return
     for line in resp.iter_lines():
         if not line.startswith("data:"):
-            continue  # comments (keep-alives), event names, blank separators
+            yield ""  # comments (keep-alives), event names, separators: still time for the deadline
+            continue
         data = line[5:].strip()
         if data == "[DONE]":
             return

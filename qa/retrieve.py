@@ -15,13 +15,13 @@ import numpy as np
 
 from qa.cite import Citation, citation_label, make_citation  # noqa: F401  (re-exported)
 from qa.embed import Embedder
+from qa.fusion import dense_weight
 from qa.index import Archive, Snapshot
 from qa.lexical import tokenize
 from qa.store import ArticleRow, IssueRow
 from qa.understand import Query, understand
 
 CANDIDATES = 100  # taken from each retriever before fusion
-DENSE_WEIGHT = 0.5  # share of the dense score in the fused score
 
 
 def _minmax(x: np.ndarray) -> np.ndarray:
@@ -94,8 +94,8 @@ class HybridRetriever:
 
     def _fuse(self, snap: Snapshot, text: str, mask) -> list[tuple[int, float]]:
         """Convex combination of min-max normalized dense and BM25 scores over the union of both
-        candidate lists. On the dev set any weight in 0.3–0.7 scored the same, and clearly above
-        reciprocal rank fusion, which throws away how far ahead a clear lexical winner is."""
+        candidate lists, clearly above reciprocal rank fusion, which throws away how far ahead a
+        clear lexical winner is. The weight depends on the question's lexical overlap (qa.fusion)."""
         qvec = self.embedder.embed_query(text).astype(np.float32)
         dense = self._dense(snap, qvec, mask, CANDIDATES)
         bm25 = self._lexical(snap, text, mask)
@@ -111,7 +111,8 @@ class HybridRetriever:
             dense.update(zip(missing, snap.dense_scores(qvec, missing).tolist()))
         d = np.array([dense[p] for p in pos])
         b = bm25[pos].astype(np.float64)
-        fused = DENSE_WEIGHT * _minmax(d) + (1 - DENSE_WEIGHT) * _minmax(b)
+        w = dense_weight(snap.lexical, tokenize(text), bm25)  # paraphrases lean on the dense score
+        fused = w * _minmax(d) + (1 - w) * _minmax(b)
         order = np.argsort(-fused, kind="stable")
         return [(int(pos[i]), float(fused[i])) for i in order]
 

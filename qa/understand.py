@@ -1,7 +1,9 @@
 """understand: a reader's question (and the conversation before it) → a `Query` for retrieval.
 
 Finds the publication-date range and issue number the question names, and resolves follow-ups
-("他还强调了什么？", "那2023年呢？") against the earlier turns.
+("他还强调了什么？", "双方在哪些领域合作？", "那2023年呢？") against the earlier turns: the previous
+question plus the names (people, places, organisations; jieba part-of-speech tags) that the
+conversation and the last answer carried.
 
 Usage::
 

@@ -214,6 +214,9 @@ def test_api_ask_streams_llm_tokens_as_they_arrive(llm_server):
 
 @pytest.mark.slow
 def test_openai_stream_relays_llm_tokens_as_they_arrive(llm_server):
+    # The last assertion (final chunk's citations trimmed to [2]) needs the API that builds the
+    # final chunk from result.to_dict() after the pieces are exhausted (PLAN.md contract, D's API);
+    # the API of e160a98 computes them before streaming.
     _mode("stream")
     body = {"model": "hengyang-qa", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
     with httpx.stream("POST", f"{llm_server}/v1/chat/completions", json=body, timeout=60) as resp:
