@@ -250,7 +250,10 @@ def _pack(page_text: str, paragraphs: list[Paragraph], units: list[_Unit], max_c
             current, length = [u], unit_len(u)
             continue
         grown = length + (u.t_end - last.t_end if not new_paragraph else 1 + unit_len(u))
-        if grown > max_chars or (new_paragraph and length >= _PARAGRAPH_BREAK_FILL * max_chars):
+        # Heading lines do not count towards the fill that ends a passage at a paragraph end: the
+        # first passage keeps the body it would hold without them, as far as `max_chars` allows.
+        body_length = length - sum(1 + unit_len(h) for h in current if h.heading)
+        if grown > max_chars or (new_paragraph and body_length >= _PARAGRAPH_BREAK_FILL * max_chars):
             groups.append(current)
             current, length = start_with_overlap(current, u)
             continue

@@ -20,8 +20,8 @@ _WS = re.compile(r"\s+")
 
 def _issue_fields(issue: IssueRow) -> dict:
     return {"id": issue.id, "paper": issue.paper, "date": issue.date, "date_source": issue.date_source,
-            "date_evidence": issue.date_evidence, "issue": issue.issue_no, "page": issue.page, "page_count": issue.page_count,
-            "weekday": issue.weekday, "source": issue.source}
+            "date_evidence": issue.date_evidence, "issue": issue.issue_no, "page": issue.page,
+            "page_count": issue.page_count, "weekday": issue.weekday, "source": issue.source}
 
 
 def _article_fields(a: ArticleRow) -> dict:

@@ -120,6 +120,16 @@ def test_kickers_headlines_and_subtitles_are_passage_text(chunked):
     assert any(p.text.startswith("市委常委会召开会议\n学习贯彻习近平总书记重要讲话指示精神\n会议决定") for p in passages)
 
 
+def test_headings_do_not_push_body_text_out_of_the_first_passage(chunked):
+    # 001's 省级赋权 story: without its heading lines its first passage reached this sentence;
+    # with them (about 70 characters more, still under 500) it still does.
+    page, passages = chunked["001_f6fea3e315053468.txt"]
+    first = next(p for p in passages if p.headline == "省级赋权事项将全部在政务窗口办理")
+    assert first.text.startswith("省级赋权事项将全部在政务窗口办理\n市政府办下发")
+    assert "此次下放的11项省级管理权限事项已经有10项承接落地" in norm(first.text)
+    assert len(first.text) <= 500
+
+
 def test_a_headline_quoting_earlier_text_is_kept():
     text = ("市委召开会议\n\n本报讯（记者 张三）会议要求奋力当好省党代会决策部署的施工队。\n\n"
             "奋力当好省党代会决策部署的施工队\n\n本报讯（记者 李四）全市上下行动起来。\n")

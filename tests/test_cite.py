@@ -1,18 +1,13 @@
 """cite: citation labels and GB/T 7714-2015 references; inferred dates through the store and the
-citation lookup; the web page's 复制引用 button copies the reference."""
+citation lookup. The web page's 复制引用 button: tests/test_web.py and tests/test_web_cite.py."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import pytest
 
 from qa.cite import byline_authors, citation_label, gbt7714_reference, make_citation
 from qa.lookup import citation_detail, issue_detail
 from qa.store import IssueRow, Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def issue_row(**fields) -> IssueRow:
@@ -90,24 +85,3 @@ def test_citation_of_a_printed_page_matches_make_citation(seed_index):
 
 
 # --- the web page -----------------------------------------------------------------------------
-
-@pytest.mark.browser
-def test_copy_button_copies_the_gbt7714_reference(request, server_url):
-    """In Chromium with clipboard permission: 复制引用 puts exactly the reference on the clipboard."""
-    pytest.importorskip("playwright")
-    from browser_support import ask, dev_question  # noqa: PLC0415  (fixtures need Chromium)
-    from playwright.sync_api import expect  # noqa: PLC0415
-
-    page = request.getfixturevalue("desktop")
-    page.goto(server_url)
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server_url)
-    message = ask(page, dev_question("d04")["question"])
-    with page.expect_response(lambda r: "/api/citations/" in r.url) as citation_response:
-        message.get_by_test_id("citation-marker").first.click()
-    reference = citation_response.value.json()["citation"]["gbt7714"]
-    assert reference.endswith("[N]. 衡阳日报, 2021-11-30(1).")
-    panel = page.get_by_test_id("citation-panel")
-    expect(panel.get_by_test_id("gbt-reference")).to_have_text(reference)
-    panel.get_by_test_id("copy-citation").click()
-    expect(panel.get_by_test_id("copy-citation")).to_contain_text("已复制")
-    assert page.evaluate("navigator.clipboard.readText()") == reference
