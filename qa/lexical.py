@@ -156,7 +156,8 @@ class Postings:
 
     @classmethod
     def load(cls, directory: Path) -> "Postings":
-        return cls(*(np.load(directory / f"bm25_{name}.npy", mmap_mode="r") for name in cls.FILES))
+        # memory-mapped (shared through the page cache), as plain arrays (memmap slicing is slow)
+        return cls(*(np.load(directory / f"bm25_{name}.npy", mmap_mode="r").view(np.ndarray) for name in cls.FILES))
 
     def docs_of(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, tfs) of one term (empty when the segment lacks it)."""
