@@ -58,6 +58,7 @@ MAX_LIST_ITEMS = 6
 # "哪些 / 分别 / 都有什么 / 几…分别是": the question asks for several items.
 _ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")
 _QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|是否|吗|呢")
+_ENDS = "。！？!?；;…”’」』)）"
 _CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
 
 
@@ -101,6 +102,15 @@ class _Sentence:
     lexical: float = 0.0
     score: float = 0.0
     lede: bool = False  # the article's opening sentence: it restates the event the question names
+
+
+def _join(sentences) -> str:
+    """Quoted sentences in a row; a line without closing punctuation (a headline, a cut line)
+    is set off by a space rather than run into the next."""
+    out = ""
+    for s in sentences:
+        out += s if not out or out[-1] in _ENDS else " " + s
+    return out
 
 
 def not_found(query: Query, hits: list[Hit], message: str = NOT_FOUND) -> AnswerResult:
@@ -309,7 +319,7 @@ class Answerer:
         pieces, citations = [], []
         for n, (passage, run) in enumerate(runs.items(), 1):
             ordered = run[:1] + sorted(run[1:], key=lambda s: s.order)
-            pieces.append("".join(s.text for s in ordered) + f"[{n}]")
+            pieces.append(_join(s.text for s in ordered) + f"[{n}]")
             citations.append(CitedPassage(n, hits[passage]))
         return AnswerResult(query.question, "".join(pieces), False, citations, query, pieces=pieces)
 
