@@ -315,7 +315,7 @@ def eval_cmd(
     """Measure retrieval (recall@1, recall@k, MRR@10) and answers (evidence quoted, "not found"),
     per kind of question."""
     from qa.client import RemoteAnswerer, RemoteRetriever
-    from qa.evaluate import evaluate_answers, evaluate_retrieval, load_questions
+    from qa.evaluate import evaluate_answers, evaluate_retrieval, format_report, load_questions
 
     try:
         questions = load_questions(file)
@@ -334,12 +334,7 @@ def eval_cmd(
     if json_out:
         _print_json(report)
         return
-    for section in ("retrieval", "answers"):
-        typer.echo(section)
-        for kind, m in sorted(report[section]["by_kind"].items()):
-            typer.echo(f"  {kind:12s} " + "  ".join(f"{k}={v}" for k, v in m.items()))
-    u = report["answers"]["unanswerable"]
-    typer.echo(f"  unanswerable answered 'not found': {u['not_found']}/{u['n']}")
+    typer.echo(format_report(report))
 
 
 @app.command()

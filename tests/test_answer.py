@@ -1,4 +1,5 @@
-"""Extractive answers: quality floors on eval/dev.jsonl, markers, not-found, follow-ups."""
+"""Extractive answers: quality floors on eval/dev.jsonl, markers, lists, calibrated not-found,
+follow-ups, and the report `qa eval` prints."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import re
 
 import pytest
 
-from qa.answer import MAX_ANSWER_CHARS, Answerer
-from qa.evaluate import evaluate_answers, load_questions
+from qa.answer import MAX_ANSWER_CHARS, Answerer, SentenceVectors
+from qa.answerability import Answerability, NotFoundModel, asked_value, fit_logistic, pick_threshold, value_stated
+from qa.evaluate import evaluate_answers, format_report, load_questions
 from qa.understand import Turn
 
 from conftest import DEV
+
+_ITEM = re.compile(r"^\d+\. ")
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +27,18 @@ def report(answerer):
     return evaluate_answers(load_questions(DEV), answerer)
 
 
+def _claims(answer: str) -> list[tuple[str, int]]:
+    """(quoted text, marker) for every claim; list items lose their '1. ' numbering."""
+    return [(_ITEM.sub("", text.strip()), int(n)) for text, n in re.findall(r"([^\[\]]+?)\[(\d+)\]", answer)]
+
+
 def test_answer_quality_floors(report):
     overall = report["overall"]
     assert overall["n"] == 34
-    assert overall["evidence_in_answer"] >= 0.65, report
+    assert overall["evidence_in_answer"] >= 0.85, report
     assert overall["wrongly_not_found"] <= 2, report
-    assert report["unanswerable"]["n"] == 6 and report["unanswerable"]["not_found"] >= 4, report
+    assert report["unanswerable"]["n"] == 6 and report["unanswerable"]["not_found"] >= 3, report
+    assert 0 < report["not_found"]["precision"] <= 1 and report["tradeoff"], report
 
 
 def test_every_citation_is_cited_and_the_answer_is_short(answerer):
@@ -39,16 +49,33 @@ def test_every_citation_is_cited_and_the_answer_is_short(answerer):
         markers = {int(n) for n in re.findall(r"\[(\d+)\]", result.answer)}
         assert markers == {c.n for c in result.citations}, result.answer
         assert len(re.sub(r"\[\d+\]", "", result.answer)) <= MAX_ANSWER_CHARS
-        # each cited sentence is quoted from its passage
-        for sentence, n in re.findall(r"([^\[\]]+?)\[(\d+)\]", result.answer):
-            cited = next(c for c in result.citations if c.n == int(n))
-            assert sentence.rstrip("…") in cited.hit.text or sentence.endswith("…")
+        for claim, n in _claims(result.answer):  # each sentence of a claim is quoted from its passage
+            cited = next(c for c in result.citations if c.n == n)
+            for part in filter(None, re.split(r"(?<=[。！？；])| ", claim)):
+                assert part.rstrip("…") in cited.hit.text, (part, cited.hit.text)
+        assert not result.answer.startswith(("本报讯", "衡阳日报讯")), result.answer  # bylines are the citation's
+
+
+def test_a_question_for_several_things_lists_one_item_per_article(retriever):
+    # Composition only: an answerer that never says "not found" (calibration is measured by `qa eval`).
+    answerer = Answerer(retriever, model=NotFoundModel(weights={}, bias=10.0, mean={}, scale={}))
+    history = [Turn("user", "2021年11月30日衡阳日报头版讲了什么？"), Turn("assistant", "…")]
+    result = answerer.ask("那天头版报道了哪些会议？", history)
+    lines = result.answer.split("\n")
+    assert len(lines) >= 2 and all(_ITEM.match(line) for line in lines), result.answer
+    assert [c.n for c in result.citations] == list(range(1, len(lines) + 1))
+    assert len({c.hit.article_id for c in result.citations}) == len(lines)  # one article per item
+    assert {c.hit.citation.date for c in result.citations} == {"2021-11-30"}  # the conversation's day
+    for text, n in _claims(result.answer):
+        assert text.rstrip("…") in result.citations[n - 1].hit.text
+    assert len(re.sub(r"\[\d+\]|\n|\d+\. ", "", result.answer)) <= MAX_ANSWER_CHARS
 
 
 def test_not_found_lists_the_closest_passages(answerer):
     result = answerer.ask("衡阳市第十六届人民代表大会第二次会议是哪天开幕的？")
     assert result.no_answer and "未找到" in result.answer
     assert result.citations and "[" not in result.answer
+    assert result.confidence is not None and result.confidence < answerer.model.threshold
 
 
 def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
@@ -59,7 +86,54 @@ def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
     assert not r2.no_answer and "刘越高" in r2.answer
 
 
-def test_ask_for_the_attribute_the_question_names():
-    assert Answerer.focus_terms("衡山科学城二期项目的总投资是多少？") == [["投资"]]
-    assert Answerer.focus_terms("《衡阳市文明行为促进条例》是从哪天起正式施行的？") == [["施行"]]
-    assert Answerer.focus_terms("衡阳编村庄规划时，会优先考虑哪几条河边上的村子？") == []  # 'which', not 'how many'
+def test_sentence_vectors_are_embedded_once(retriever):
+    calls = []
+
+    class Counting:
+        dim = retriever.embedder.dim
+
+        def embed_passages(self, texts):
+            calls.append(list(texts))
+            return retriever.embedder.embed_passages(texts)
+
+    vectors = SentenceVectors(Counting(), size=2)
+    first = vectors.of(["衡阳在该榜单中位列第88位。", "11月10日，该平台正式投入运行。"])
+    again = vectors.of(["11月10日，该平台正式投入运行。", "衡阳在该榜单中位列第88位。"])
+    assert len(calls) == 1 and (first[::-1] == again).all()
+    vectors.of(["第三句。"])  # evicts the least recently used
+    assert len(vectors._cache) == 2
+
+
+def test_the_kind_of_value_asked_for():
+    assert asked_value("湖南省第十二次党代会是哪天开幕的？") == "date"
+    assert asked_value("衡山科学城二期项目的总投资是多少？") == "quantity"
+    assert asked_value("衡阳编村庄规划时，会优先考虑哪几条河边上的村子？") is None  # names, not a count
+    assert value_stated("督察组组长是谁？", "省第一生态环境保护督察组组长张兰通报督察报告")
+    assert not value_stated("服务中心的负责人是谁？", "北斗星社会工作服务中心相关负责人介绍")
+    assert not value_stated("是哪天下发的？", "日前,市政府办下发《通知》")
+
+
+def test_not_found_model_fits_and_picks_a_threshold_within_the_budget():
+    rows = [[0.9, 0.1], [0.8, 0.2], [0.85, 0.0], [0.3, 0.9], [0.2, 1.0], [0.4, 0.8]]
+    labels = [1, 1, 1, 0, 0, 0]
+    model = fit_logistic(rows, labels, ["sentence_cos", "missing"])
+    assert model.weights["sentence_cos"] > 0 > model.weights["missing"]
+    probs = [model.probability(Answerability(sentence_cos=a, missing=b)) for a, b in rows]
+    model.threshold = pick_threshold(probs, labels, max_wrong=0.0)
+    assert all((p >= model.threshold) == bool(y) for p, y in zip(probs, labels))
+    packaged = NotFoundModel.load()
+    assert set(packaged.weights) <= set(Answerability.names()) and 0 < packaged.threshold < 1
+
+
+def test_format_report_prints_overall_last_and_the_trade_off():
+    by_kind = {"overall": {"n": 2}, "dated": {"n": 1}, "factoid": {"n": 1}}
+    stats = {"precision": 0.8, "recall": 0.9, "wrongly_not_found_rate": 0.05, "flagged": 10, "unanswerable": 9}
+    text = format_report({"retrieval": {"by_kind": by_kind},
+                          "answers": {"by_kind": by_kind, "unanswerable": {"n": 9, "not_found": 8},
+                                      "not_found": stats, "by_split": {"test": stats}, "threshold": 0.5,
+                                      "tradeoff": [{"threshold": 0.5} | stats]}})
+    lines = text.splitlines()
+    kinds = [line.split()[0] for line in lines[1:4]]
+    assert kinds == ["dated", "factoid", "overall"]
+    assert any("precision=0.8" in line and "recall=0.9" in line for line in lines)
+    assert any("split test" in line for line in lines) and "trade-off" in text

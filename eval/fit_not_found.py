@@ -1,0 +1,81 @@
+"""Refit the "not found" model (qa/data/not_found_model.json) on labelled question files.
+
+Runs the answerer over every question, collects the scores it decides from
+(`qa.answerability.Answerability`), fits a logistic regression on the questions marked
+``"split": "fit"`` (all questions of a file without splits), and sets the threshold so that at
+most 5 % of the answerable fit questions are wrongly "not found". Prints precision and recall of
+"not found" on the fit and the held-out (``"test"``) questions.
+
+Usage::
+
+    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx eval/fresh.jsonl eval/dev.jsonl
+    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx --dry-run eval/fresh.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+from pathlib import Path
+
+from qa.answer import Answerer
+from qa.answerability import MODEL_FILE, Answerability, NotFoundModel, fit_logistic, pick_threshold
+from qa.embed import load_embedder
+from qa.evaluate import load_questions
+from qa.index import Archive
+from qa.retrieve import HybridRetriever
+
+MAX_WRONG = 0.05  # answerable questions the threshold may turn into "not found"
+
+
+def collect(files: list[Path], answerer: Answerer) -> list[tuple[str, list[float], int]]:
+    """(split, feature vector, 1 if answerable) for every question of `files`."""
+    out = []
+    for path in files:
+        for q in load_questions(path):
+            result = answerer.ask(q.question)
+            features = result.features or Answerability()
+            out.append((q.split or "fit", features.vector(), int(q.answerable)))
+    return out
+
+
+def report(model: NotFoundModel, rows, split: str) -> str:
+    chosen = [(x, y) for s, x, y in rows if s == split]
+    names = Answerability.names()
+    flags = [(model.probability(Answerability(**dict(zip(names, x)))) < model.threshold, y) for x, y in chosen]
+    true = sum(f and not y for f, y in flags)
+    flagged = sum(f for f, _ in flags)
+    unanswerable = sum(not y for _, y in flags)
+    wrong = sum(f and y for f, y in flags)
+    return (f"{split}: n={len(flags)}  not-found precision={true / flagged if flagged else 1:.3f}  "
+            f"recall={true / unanswerable if unanswerable else 1:.3f}  "
+            f"answerable wrongly not found={wrong}/{len(flags) - unanswerable}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--index", type=Path, default=Path("index"))
+    parser.add_argument("--out", type=Path, default=None, help="default: the packaged qa/data/" + MODEL_FILE)
+    parser.add_argument("--dry-run", action="store_true", help="print, do not write the model")
+    args = parser.parse_args()
+    retriever = HybridRetriever(Archive(args.index), load_embedder())
+    rows = collect(args.files, Answerer(retriever))
+    fit = [(x, y) for s, x, y in rows if s == "fit"]
+    model = fit_logistic([x for x, _ in fit], [y for _, y in fit], Answerability.names())
+    names = Answerability.names()
+    probs = [model.probability(Answerability(**dict(zip(names, x)))) for x, _ in fit]
+    model.threshold = pick_threshold(probs, [y for _, y in fit], MAX_WRONG)
+    model.fitted_on = (f"{' + '.join(p.name for p in args.files)}, split 'fit' ({len(fit)} questions); "
+                       f"threshold: ≤{MAX_WRONG:.0%} answerable wrongly not found")
+    print(model)
+    for split in sorted({s for s, _, _ in rows}):
+        print(report(model, rows, split))
+    if not args.dry_run:
+        out = args.out or Path(str(resources.files("qa") / "data" / MODEL_FILE))
+        model.save(out)
+        print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""answerability: does the archive answer this question? A logistic model over scores the
+answerer computes anyway, with constants fitted on labelled questions.
+
+The features (`Answerability`) are measured on the retrieved passages of one question:
+
+- ``sentence_cos``: cosine of the question to its best-matching candidate sentence (the
+  embedding model: does some sentence say what is asked?);
+- ``passage_cos``: cosine of the question to its best retrieved passage (is the topic there?);
+- ``coverage``: the largest idf-weighted share of the question's content terms that one passage
+  (with its headline) contains;
+- ``sentence_coverage``: the same share for the best answer sentence alone;
+- ``missing``: the weight share of the heaviest question term that none of the top passages
+  contains (the asked-for attribute - '定价', '床位', '院长' - that the page never states);
+- ``sentence_missing``: the same for the best answer sentences (the term is on the page, but
+  not where the answer is: '衡变公司的董事长' when 董事长 belongs to another company);
+- ``value_missing``: when the question asks for a year, a date, a quantity or a person: 0 if the
+  best answer sentence holds a value of that kind (`value_stated`), 0.5 if only one of the next
+  best does, 1 if none does; 0 for other questions.
+
+The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
+answerer, the embedding model or the eval files with::
+
+    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx eval/fresh.jsonl eval/dev.jsonl
+
+which fits on the ``"split": "fit"`` questions (all of a file without splits), picks the
+threshold that flags the most unanswerable questions while keeping answerable questions wrongly
+"not found" at or below 5 %, writes the JSON and prints the trade-off on the held-out questions.
+
+Usage::
+
+    model = NotFoundModel.load()
+    model.probability(features)   # P(the archive answers), 0..1
+    model.answers(features)       # probability >= model.threshold
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, fields
+from importlib import resources
+from pathlib import Path
+
+MODEL_FILE = "not_found_model.json"
+
+# What kind of value a question asks for, and how such a value looks in a news sentence. Only
+# these kinds are checked: they are where a near-miss page states everything but the value
+# ("哪天开幕" next to "即将召开", "负责人是谁" next to "相关负责人介绍"). '哪几条河' asks for
+# names, not a count.
+_ASKS = {
+    "year": re.compile(r"哪[一]?年"),
+    "date": re.compile(r"哪[一]?[天日]|何时|什么时候|几[月号时]|日期"),
+    "quantity": re.compile(r"多少|(?<!哪)几[个项家位件次名所种条成十百千万亿]|第几|多大|比重|比例"),
+    "person": re.compile(r"谁|哪位|何人|什么人|什么名字"),
+}
+_VALUES = {
+    "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
+    "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
+    "quantity": re.compile(r"\d+(?:\.\d+)?\s*(?![年月日号\d.])|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条成倍]"
+                           r"|第[一二三四五六七八九十百千\d]+"),
+}
+
+
+def asked_value(question: str) -> str | None:
+    """'year', 'date', 'quantity', 'person' or None: the kind of value the question asks for.
+
+    Usage: ``asked_value("湖南省第十二次党代会是哪天开幕的？")`` → 'date'"""
+    return next((kind for kind, pattern in _ASKS.items() if pattern.search(question)), None)
+
+
+def value_stated(question: str, sentence: str) -> bool:
+    """Whether `sentence` holds a value of the kind the question asks for (a date, a number, a
+    person's name as jieba's tagger sees it); True when it asks for none of these.
+
+    Usage: ``value_stated("组长是谁？", "督察组组长张兰通报督察报告")`` → True"""
+    kind = asked_value(question)
+    if kind is None:
+        return True
+    if kind == "person":
+        import jieba.posseg
+
+        from qa.lexical import _ensure_jieba
+
+        _ensure_jieba()
+        return any(w.flag.startswith("nr") for w in jieba.posseg.cut(sentence))
+    return bool(_VALUES[kind].search(sentence))
+
+
+@dataclass
+class Answerability:
+    sentence_cos: float = 0.0
+    passage_cos: float = 0.0
+    coverage: float = 0.0
+    sentence_coverage: float = 0.0
+    missing: float = 1.0
+    sentence_missing: float = 1.0
+    value_missing: float = 0.0
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    def vector(self) -> list[float]:
+        return [float(getattr(self, n)) for n in self.names()]
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+@dataclass
+class NotFoundModel:
+    """P(answerable) = sigmoid(bias + Σ weight·(feature − mean)/scale); "not found" below `threshold`."""
+
+    weights: dict[str, float]
+    bias: float
+    mean: dict[str, float]
+    scale: dict[str, float]
+    threshold: float = 0.5
+    fitted_on: str = ""
+
+    def probability(self, a: Answerability) -> float:
+        z = self.bias + sum(w * (getattr(a, n) - self.mean.get(n, 0.0)) / (self.scale.get(n) or 1.0)
+                            for n, w in self.weights.items())
+        return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+    def answers(self, a: Answerability) -> bool:
+        return self.probability(a) >= self.threshold
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "NotFoundModel":
+        """The fitted model (the packaged one unless `path` names another JSON file).
+
+        Usage: ``NotFoundModel.load().answers(features)``"""
+        if path is None:
+            text = (resources.files("qa") / "data" / MODEL_FILE).read_text(encoding="utf-8")
+        else:
+            text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def fit_logistic(rows: list[list[float]], labels: list[int], names: list[str], l2: float = 0.1) -> NotFoundModel:
+    """Standardize the features and fit an L2-regularized logistic regression (label 1 =
+    answerable). The threshold is left at 0.5; see `pick_threshold`.
+
+    Usage: ``model = fit_logistic([a.vector() for a in feats], labels, Answerability.names())``"""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    x = np.asarray(rows, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+
+    def loss(theta):
+        logits = z @ theta[1:] + theta[0]
+        p = 1.0 / (1.0 + np.exp(-logits))
+        value = np.mean(np.logaddexp(0.0, logits) - y * logits) + l2 * np.sum(theta[1:] ** 2) / 2
+        grad = np.concatenate([[np.mean(p - y)], z.T @ (p - y) / len(y) + l2 * theta[1:]])
+        return value, grad
+
+    theta = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    return NotFoundModel(weights={n: round(float(w), 4) for n, w in zip(names, theta[1:])},
+                         bias=round(float(theta[0]), 4),
+                         mean={n: round(float(m), 4) for n, m in zip(names, mean)},
+                         scale={n: round(float(s), 4) for n, s in zip(names, scale)})
+
+
+def pick_threshold(probabilities: list[float], labels: list[int], max_wrong: float = 0.05) -> float:
+    """The highest threshold at which at most `max_wrong` of the answerable questions (label 1)
+    fall below it, i.e. the one that flags the most unanswerable questions within that budget.
+
+    Usage: ``model.threshold = pick_threshold(probs, labels)``"""
+    answerable = sorted(p for p, y in zip(probabilities, labels) if y == 1)
+    if not answerable:
+        return 0.5
+    allowed = int(math.floor(max_wrong * len(answerable)))
+    # Just at or below the (allowed+1)-th lowest answerable score: that one stays answered.
+    return round(max(0.0, answerable[allowed] - 1e-6), 6)
