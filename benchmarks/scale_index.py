@@ -138,8 +138,9 @@ def recall_vs_exact(snap, store, queries: np.ndarray, n: int, chunk: int = 100_0
     """recall@10 of the segments' search against exact float search over all stored vectors."""
     best = [np.zeros((0,), np.int64) for _ in queries]
     best_s = [np.zeros((0,), np.float32) for _ in queries]
-    for lo in range(1, n + 1, chunk):
-        ids = np.arange(lo, min(n + 1, lo + chunk))
+    stored = store.vec_ids()
+    for lo in range(0, len(stored), chunk):
+        ids = stored[lo:lo + chunk]
         scores = store.vectors(ids) @ queries.T
         for j in range(len(queries)):
             s = np.concatenate([best_s[j], scores[:, j]])
