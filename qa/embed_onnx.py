@@ -187,6 +187,9 @@ class OnnxInt8Encoder:
         self.tokenizer, self.pad_id = load_tokenizer(folder, self.max_seq_length)
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's buffers for good
+        # idle worker threads sleep instead of spinning: on a shared or busy machine spinning
+        # threads take the cores the working ones need
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
