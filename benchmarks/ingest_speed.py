@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -67,22 +66,24 @@ def make_pages(n: int, folder: Path, per_page: int = ARTICLES_PER_PAGE) -> Path:
     return folder
 
 
-def _child(code: str, *args: str) -> tuple[dict, float]:
-    """Run `code` in a fresh interpreter; (the JSON it prints last, its peak RSS in MB)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def _child(code: str, *args: str) -> dict:
+    """Run `code` in a fresh interpreter; the JSON it prints last, plus its own peak RSS in MB."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    code += "\nimport resource; print(json.dumps({**result, 'peak_rss_mb': "
+    code += "round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))"
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"child failed:\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far: only a new maximum is this child's own
-    return json.loads(done.stdout.strip().splitlines()[-1]), round(peak / 1024, 1) if peak > before else None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+# Each child sets `result`; `_child` prints it with the child's own peak RSS (ru_maxrss of the
+# process itself: the one-time int8 export runs in a grandchild and is not counted).
 WARM = """
+import json
 from qa.embed import load_embedder
-load_embedder()   # exports/loads the int8 model once, outside the timed runs
+result = {"backend": load_embedder().backend}   # exports the int8 model once, outside the timed runs
 """
 
 INGEST = """
@@ -92,9 +93,9 @@ from qa.ingest import ingest_paths
 t0 = time.perf_counter()
 r = ingest_paths([Path(sys.argv[1])], Path(sys.argv[2]), progress=False)
 from qa.embed import load_embedder
-print(json.dumps({"pages": r.pages, "passages": r.passages, "failures": len(r.failures),
-                  "seconds": time.perf_counter() - t0, "embed_seconds": r.embed_seconds,
-                  "backend": load_embedder().backend}))
+result = {"pages": r.pages, "passages": r.passages, "failures": len(r.failures),
+          "seconds": time.perf_counter() - t0, "embed_seconds": r.embed_seconds,
+          "backend": load_embedder().backend}
 """
 
 BASELINE = """
@@ -109,7 +110,7 @@ t0 = time.perf_counter()
 from sentence_transformers import SentenceTransformer
 model = SentenceTransformer(str(resolve_model(DEFAULT_MODEL)), device="cpu", local_files_only=True)
 model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-print(json.dumps({"passages": len(texts), "seconds": time.perf_counter() - t0}))
+result = {"passages": len(texts), "seconds": time.perf_counter() - t0}
 """
 
 
@@ -124,17 +125,17 @@ def main() -> None:
                        args.articles_per_page)
     _child(WARM)
     index = Path(tempfile.mkdtemp(prefix="index-", dir=args.workdir))
-    ingest, ingest_rss = _child(INGEST, str(pages), str(index))
+    ingest = _child(INGEST, str(pages), str(index))
     out = {"pages": ingest["pages"], "passages": ingest["passages"], "failures": ingest["failures"],
            "backend": ingest["backend"],
            "ingest_passages_per_s": round(ingest["passages"] / ingest["seconds"], 2),
            "ingest_seconds": round(ingest["seconds"], 1),
            "embed_share": round(ingest["embed_seconds"] / ingest["seconds"], 3),
-           "ingest_peak_rss_mb": ingest_rss}
+           "ingest_peak_rss_mb": ingest["peak_rss_mb"]}
     if not args.no_baseline:
-        base, base_rss = _child(BASELINE, str(pages))
+        base = _child(BASELINE, str(pages))
         rate = base["passages"] / base["seconds"]
-        out |= {"baseline_fp32_encode_passages_per_s": round(rate, 2), "baseline_peak_rss_mb": base_rss,
+        out |= {"baseline_fp32_encode_passages_per_s": round(rate, 2), "baseline_peak_rss_mb": base["peak_rss_mb"],
                 "ratio_ingest_to_plain_encode": round(out["ingest_passages_per_s"] / rate, 2)}
     print(json.dumps(out, ensure_ascii=False, indent=2))
     print(f"rerun: python benchmarks/ingest_speed.py --pages {args.pages} --articles-per-page "
