@@ -83,7 +83,7 @@ def passages(pages: Path, limit: int) -> list[str]:
     from qa.ingest import discover, prepare_page
     from qa.parse import parse_page
 
-    files, _ = discover([pages])
+    files, _ = discover([pages], pages)
     out: list[str] = []
     for path, source in files:
         out += prepare_page(path, parse_page(path, source)).texts

@@ -7,5 +7,5 @@ PY=${PYTHON:-python3}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 $PY -c "import faiss, jieba, bm25s, pydantic_settings" 2>/dev/null ||
   $PY -m pip install -q --no-index --find-links benchmarks/.gpu/wheels faiss-cpu jieba bm25s pydantic-settings
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONPATH=$PWD
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=${TOKENIZERS_PARALLELISM:-false} PYTHONPATH=$PWD
 timeout 420 $PY benchmarks/gpu_embed.py run "$@"

@@ -104,7 +104,7 @@ from pathlib import Path
 from qa.embed import resolve_model, DEFAULT_MODEL
 from qa.ingest import discover, prepare_page
 from qa.parse import parse_page
-files, _ = discover([Path(sys.argv[1])])
+files, _ = discover([Path(sys.argv[1])], Path(sys.argv[1]))
 texts = ["passage: " + t for path, source in files for t in prepare_page(path, parse_page(path, source)).texts]
 t0 = time.perf_counter()
 from sentence_transformers import SentenceTransformer

@@ -112,6 +112,7 @@ class Encoder(Protocol):
     dim: int
     max_seq_length: int
     prompts: dict[str, str]  # the model's own configured prompts, if any
+    batch_invariant: bool  # a text's vector does not depend on the other texts of its call
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
 
@@ -137,8 +138,9 @@ class MicroBatcher:
     Usage: ``batcher = MicroBatcher(encoder.encode); batcher.submit(["query: 衡阳"], 32)``
     """
 
-    def __init__(self, encode, window_s: float = 0.002, max_texts: int = 256):
+    def __init__(self, encode, window_s: float = 0.002, max_texts: int = 256, merge: bool = True):
         self._encode = encode
+        self.merge = merge  # False: each request gets model calls of its own (results stay reproducible)
         self.window_s = window_s
         self.max_texts = max_texts
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
@@ -182,19 +184,24 @@ class MicroBatcher:
 
     def _run(self) -> None:
         while True:
-            batch = self._collect()
-            try:
-                texts = [t for r in batch for t in r.texts]
-                vectors = self._encode(texts, max(r.batch_size for r in batch))
-                start = 0
-                for r in batch:
-                    r.result = vectors[start:start + len(r.texts)]
-                    start += len(r.texts)
-            except BaseException as exc:  # every waiting caller gets the error, the worker lives on
-                for r in batch:
-                    r.error = exc
+            collected = self._collect()
+            for batch in [collected] if self.merge else [[r] for r in collected]:
+                self._serve(batch)
+
+    def _serve(self, batch: list[_Request]) -> None:
+        """One model call for `batch`; each caller gets its rows, or the call's error."""
+        try:
+            texts = [t for r in batch for t in r.texts]
+            vectors = self._encode(texts, max(r.batch_size for r in batch))
+            start = 0
             for r in batch:
-                r.done.set()
+                r.result = vectors[start:start + len(r.texts)]
+                start += len(r.texts)
+        except BaseException as exc:  # every waiting caller gets the error, the worker lives on
+            for r in batch:
+                r.error = exc
+        for r in batch:
+            r.done.set()
 
 
 class Embedder:
@@ -218,7 +225,7 @@ class Embedder:
         self.dim = encoder.dim
         self.backend = encoder.backend
         self.device = encoder.device
-        self.batcher = MicroBatcher(encoder.encode)
+        self.batcher = MicroBatcher(encoder.encode, merge=getattr(encoder, "batch_invariant", True))
 
     def __repr__(self) -> str:
         return f"Embedder({self.model_id!r}, dim={self.dim}, backend={self.backend!r}, device={self.device!r})"

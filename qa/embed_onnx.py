@@ -172,6 +172,10 @@ class OnnxInt8Encoder:
     """The int8 export of a model folder on ONNX Runtime's CPU provider; see the module docstring."""
 
     backend = "onnx-int8"
+    # Activations are quantized with one scale per model call, so a text's vector depends a
+    # little on the texts it shares a call with: calls from different requests must not merge,
+    # or the same question could get a different answer under load.
+    batch_invariant = False
     device = "cpu"
     batch_size = 32
     max_batch_tokens = 8192  # 16 texts of 512 tokens; measured as fast as 32 and half the memory

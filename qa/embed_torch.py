@@ -31,6 +31,7 @@ class TorchEncoder:
         self.device = device
         self.backend = "torch-fp16" if device == "cuda" else "torch-fp32"
         self.batch_size = 256 if device == "cuda" else 32
+        self.batch_invariant = True  # padding is masked out: merging callers' texts changes nothing
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
         self.max_seq_length = int(self.model.max_seq_length)

@@ -278,11 +278,19 @@ def _write(archive: Archive, item: PreparedPage | SkippedPage, vectors, report: 
         else:
             report.failures.append((str(item.path), item.reason))
         return
+    issue = item.page.issue
+    chunked_as = issue.id
     try:
-        archive.store.check_identity(item.page.issue)  # here, in order: an earlier page may take the id
+        archive.store.check_identity(issue)  # here, in order: an earlier page may take the id
     except PageError as exc:
         report.failures.append((str(item.path), str(exc)))
         return
+    if archive.store.checksum_of(issue.source) == issue.checksum:
+        report.unchanged += 1  # a moved page: check_identity renamed the stored one in place
+        return
+    if issue.id != chunked_as:  # passages were chunked ahead, under the id the parser proposed
+        for p in item.passages:
+            p.id, p.issue_id = issue.id + p.id[len(chunked_as):], issue.id
     archive.write_page(item.page, item.passages, vectors, item.tokens)
     report.pages += 1
     report.articles += len(item.page.articles)

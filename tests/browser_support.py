@@ -3,7 +3,7 @@ Playwright, and small page helpers.
 
 Usage (in a test module)::
 
-    from browser_support import *  # noqa: F403  (fixtures: server_url, chromium, desktop, phone, ...)
+    # fixtures (server_url, chromium, desktop, phone, ...) come from conftest.py as a plugin
 
     def test_x(desktop, server_url):
         desktop.goto(server_url)

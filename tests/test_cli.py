@@ -95,7 +95,7 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
     report = json.loads(again.stdout)
     assert report["unchanged"] == 1 and report["skipped"] == [str(pages / "page.html"), str(pages / "page_noext")]
     issues = json.loads(run("issues", "--json", index=tmp_path / "index").stdout)
-    assert [i["source"] for i in issues] == ["good.txt"]
+    assert [i["source"] for i in issues] == ["pages/good.txt"]  # named below the pages root (the index's parent)
 
 
 @pytest.mark.parametrize("args", [["search", "  "], ["ask", ""]])

@@ -9,14 +9,16 @@ import numpy as np
 
 from qa.evaluate import contains_evidence
 from qa.fusion import FULL_OVERLAP_WEIGHT, NO_OVERLAP_WEIGHT, dense_weight, lexical_overlap
-from qa.lexical import LexicalIndex
+from qa.lexical import LexicalIndex, Postings
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _index():
     docs = [["衡阳", "物流", "枢纽"], ["餐饮", "油烟", "秸秆"], ["衡阳", "制造业", "百强"]]
-    return LexicalIndex.build(docs)
+    vocab: dict[str, int] = {}
+    as_ids = [np.array([vocab.setdefault(t, len(vocab)) for t in d]) for d in docs]
+    return LexicalIndex([Postings.from_docs(as_ids)], [None], lambda toks: {t: vocab[t] for t in toks if t in vocab})
 
 
 def test_dense_weight_slides_with_the_overlap_of_the_best_bm25_passage():

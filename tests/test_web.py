@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_support import *  # noqa: E402,F403  (fixtures and helpers)
 from browser_support import (API_KEY, ask, dev_question, needs_chromium, screenshot,  # noqa: E402
                              squash)
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_support import *  # noqa: E402,F403  (fixtures and helpers)
 from browser_support import ask, needs_chromium  # noqa: E402
 
 pytestmark = [pytest.mark.browser, needs_chromium]
