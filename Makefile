@@ -39,4 +39,5 @@ eval: setup
 	$(VENV)/bin/qa ingest && $(VENV)/bin/qa eval eval/dev.jsonl
 
 bench: setup
-	$(PY) benchmarks/bench_retrieval.py
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/bench_scale.py

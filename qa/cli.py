@@ -107,7 +107,7 @@ def _retriever(index: Optional[Path]):
     from qa.store import IndexMismatchError
 
     settings = get_settings()
-    archive = Archive(_searchable_index(index), faiss_factory=settings.faiss_index)
+    archive = Archive(_searchable_index(index))
     embedder = load_embedder(settings.embed_model)
     try:
         archive.store.check_embedder(embedder.model_id, embedder.dim)
@@ -168,8 +168,7 @@ def ingest(
         _check_model(_open_store(directory))
     skipped = skipped_files(paths)
     try:
-        report = ingest_paths(paths, directory, rebuild=rebuild, embed_model=settings.embed_model,
-                              faiss_factory=settings.faiss_index, progress=not json_out)
+        report = ingest_paths(paths, directory, rebuild=rebuild, embed_model=settings.embed_model, progress=not json_out)
     except (IndexMismatchError, IndexBusyError) as exc:
         _fail(str(exc))
     _print_ingest_report(report, skipped, json_out)
@@ -210,7 +209,7 @@ def remove(sources: list[str] = typer.Argument(..., help="Page sources as `qa is
 
     _open_store(index)
     try:
-        missing = remove_sources(sources, _index_dir(index), faiss_factory=get_settings().faiss_index)
+        missing = remove_sources(sources, _index_dir(index))
     except IndexBusyError as exc:
         _fail(str(exc))
     for s in sources:
@@ -430,8 +429,7 @@ def _ingest_seeds(settings: Settings) -> None:
     from qa.ingest import ingest_paths
 
     typer.echo(f"no pages in {settings.index_dir}/ yet: ingesting {settings.seeds_dir}/ first")
-    report = ingest_paths([settings.seeds_dir], settings.index_dir, embed_model=settings.embed_model,
-                          faiss_factory=settings.faiss_index)
+    report = ingest_paths([settings.seeds_dir], settings.index_dir, embed_model=settings.embed_model)
     typer.echo(f"{report.pages} pages, {report.passages} passages, {len(report.failures)} failed")
 
 

@@ -32,9 +32,6 @@ class Settings(BaseSettings):
         "auto", description="How the model runs: 'auto' or 'torch' (sentence-transformers, fp32 on CPU, "
         "fp16 on CUDA) or 'onnx-int8' (CPU only, ~1.4x faster, slightly lower dev-set recall)."
     )
-    faiss_index: str = Field(
-        "Flat", description="FAISS index factory string: 'Flat' (exact) or e.g. 'HNSW32' for large archives."
-    )
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000

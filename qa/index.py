@@ -326,11 +326,9 @@ class _Buffer:
 
 class Archive:
     """The index directory: write pages, remove pages, and hand out snapshots for retrieval.
+    Each segment's vector index is chosen by its size (exact below IVF_MIN_ROWS, IVF above)."""
 
-    `faiss_factory` is accepted for compatibility and no longer used: each segment's vector index
-    is chosen by its size (exact below IVF_MIN_ROWS, IVF above)."""
-
-    def __init__(self, directory: Path, faiss_factory: str = "Flat"):
+    def __init__(self, directory: Path):
         self.directory = Path(directory)
         self.store = Store.open(self.directory)
         self.base = self.directory / DERIVED

@@ -231,7 +231,6 @@ def ingest_paths(
     *,
     rebuild: bool = False,
     embed_model: str | None = None,
-    faiss_factory: str = "Flat",
     progress: bool = True,
 ) -> IngestReport:
     """Ingest page files and folders into the index; failures are reported, the rest goes in.
@@ -245,7 +244,7 @@ def ingest_paths(
     """
     t0 = time.perf_counter()
     report = IngestReport()
-    archive = Archive(index_dir, faiss_factory=faiss_factory)
+    archive = Archive(index_dir)
     files, report.failures = discover(paths, archive.store.pages_root)
     embedder = load_embedder(embed_model)
     with archive.writer():
@@ -297,10 +296,10 @@ def _write(archive: Archive, item: PreparedPage | SkippedPage, vectors, report: 
     report.passages += len(item.passages)
 
 
-def remove_sources(sources: list[str], index_dir: Path, faiss_factory: str = "Flat") -> list[str]:
+def remove_sources(sources: list[str], index_dir: Path) -> list[str]:
     """Take pages out of the index by source name as `qa issues` lists it, issue id, or path to
     the page file; returns those not found."""
-    archive = Archive(index_dir, faiss_factory=faiss_factory)
+    archive = Archive(index_dir)
     missing = []
     with archive.writer():
         for source in sources:

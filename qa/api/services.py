@@ -24,7 +24,7 @@ class Services:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.archive = Archive(settings.index_dir, faiss_factory=settings.faiss_index)
+        self.archive = Archive(settings.index_dir)
         self.embedder = load_embedder(settings.embed_model)
         self.archive.store.check_embedder(self.embedder.model_id, self.embedder.dim)
         self.retriever = HybridRetriever(self.archive, self.embedder)
