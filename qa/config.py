@@ -32,6 +32,20 @@ class Settings(BaseSettings):
         "auto", description="How the model runs: 'auto' or 'torch' (sentence-transformers, fp32 on CPU, "
         "fp16 on CUDA) or 'onnx-int8' (CPU only, ~1.4x faster, slightly lower dev-set recall)."
     )
+    # Backends (qa/store.py and qa/index.py choose their implementation from these)
+    store_url: str | None = Field(
+        None, description="Unset: SQLite in the index folder. 'postgresql://user:password@host:port/dbname': "
+        "PostgreSQL (SQLAlchemy 2 + psycopg 3), schema created on first use."
+    )
+    search_backend: Literal["faiss", "milvus"] = Field(
+        "faiss", description="'faiss': search files in the index folder (default); 'milvus': a Milvus collection."
+    )
+    milvus_uri: str = Field(
+        "milvus.db", description="A local file ending in .db (Milvus Lite, embedded; relative to the index "
+        "folder) or http://host:19530 (a Milvus server)."
+    )
+    milvus_token: str | None = Field(None, description="Milvus token ('user:password'), if the server needs one.")
+    milvus_collection: str = Field("qa_passages", description="The Milvus collection holding the passages.")
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
