@@ -17,8 +17,9 @@ from qa.llm import CitationMarkers, LLMError
 
 
 class _Upstream(BaseHTTPRequestHandler):
-    mode = "stream"  # 'stream' | 'json' | 'error' | 'slow' | 'unsure' | 'stall'
+    mode = "stream"  # 'stream' | 'json' | 'error' | 'slow' | 'unsure' | 'stall' | 'long'
     seen: list[dict] = []
+    hung_up = threading.Event()  # set when the reader closed the connection mid-answer
     release = threading.Event()  # 'stream' sends its first token, then waits for this
     finished = threading.Event()  # set once the whole answer is sent
 
@@ -29,7 +30,7 @@ class _Upstream(BaseHTTPRequestHandler):
         try:
             self._answer()
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-            pass
+            type(self).hung_up.set()
 
     def _answer(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -57,8 +58,10 @@ class _Upstream(BaseHTTPRequestHandler):
         self._event({"role": "assistant", "content": ""})
         self.wfile.write(b": keep-alive\n\n")
         self._event({"content": tokens[0]})
-        if self.mode == "stream":
+        if self.mode in ("stream", "long"):
             type(self).release.wait(20)
+        if self.mode == "long":  # an answer that goes on for a minute unless the reader hangs up
+            tokens = tokens[:1] + ["很长的回答。"] * 3000
         if self.mode == "stall":  # the upstream goes silent after its first tokens
             self._event({"content": tokens[1]})
             time.sleep(2.5)
@@ -90,6 +93,7 @@ def _mode(mode: str) -> None:
     _Upstream.mode = mode
     _Upstream.release.clear()
     _Upstream.finished.clear()
+    _Upstream.hung_up.clear()
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +235,16 @@ def test_openai_stream_relays_llm_tokens_as_they_arrive(llm_server):
     assert last["choices"][0]["finish_reason"] == "stop"
     text = first + "".join(c["choices"][0]["delta"].get("content", "") for c in rest[:-2])
     assert "[2]" in text and [c["n"] for c in last["citations"]] == [2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("route", ["/api/ask", "/v1/chat/completions"])
+def test_a_reader_who_hangs_up_closes_the_llm_upstream(llm_server, route):
+    _mode("long")
+    body = ({"question": QUESTION, "stream": True} if route == "/api/ask" else
+            {"model": "hengyang-qa", "stream": True, "messages": [{"role": "user", "content": QUESTION}]})
+    with httpx.stream("POST", f"{llm_server}{route}", json=body, timeout=60) as resp:
+        events = _data_lines(resp)
+        next(events), next(events)  # the answer has begun
+    _Upstream.release.set()  # the upstream writes on; our server must have hung up on it
+    assert _Upstream.hung_up.wait(20) and not _Upstream.finished.is_set()

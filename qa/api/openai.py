@@ -20,7 +20,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from qa.api.errors import error_responses
-from qa.api.search import CitedPassage, Message
+from qa.api.search import CitedPassage, Message, close_stream
 from qa.api.services import Services, completed, get_services
 
 router = APIRouter(tags=["openai"])
@@ -114,8 +114,11 @@ async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
     async def stream():
         citations = [c.to_dict() for c in result.citations]
         yield chunk({"role": "assistant", "content": ""}, citations=citations)
-        async for piece in iterate_in_threadpool(result.pieces):
-            yield chunk({"content": piece})
+        try:
+            async for piece in iterate_in_threadpool(result.pieces):
+                yield chunk({"content": piece})
+        finally:  # a reader who went away must not keep the LLM upstream open
+            close_stream(result)
         final = result.to_dict()  # complete only once the pieces are exhausted
         yield chunk({}, "stop", citations=final["citations"], no_answer=final["no_answer"])
         yield {"data": "[DONE]"}

@@ -128,6 +128,7 @@ async def api_ask(req: AskRequest, svc: Services = Depends(get_services)):
         return await run_in_threadpool(completed, result)
 
     async def events():
+        result = None
         try:
             result = await run_in_threadpool(svc.ask, question, req.history, **filters)
             yield _event("citations", {"citations": [c.to_dict() for c in result.citations],
@@ -139,8 +140,18 @@ async def api_ask(req: AskRequest, svc: Services = Depends(get_services)):
             log.exception("ask stream failed")
             yield _event("error", {"message": f"internal error ({type(exc).__name__}); "
                                               "the answer could not be completed"})
+        finally:  # a reader who went away must not keep the LLM upstream open
+            if result is not None:
+                close_stream(result)
 
     return EventSourceResponse(events(), ping=15)
+
+
+def close_stream(result) -> None:
+    """Stop a lazily produced answer (an LLM stream) whose reader has gone; a no-op for the rest."""
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 def _event(name: str, data: dict) -> dict:
