@@ -267,7 +267,7 @@ class MilvusIndex:
 
     def _reconcile(self) -> None:
         stored = self.store.vec_ids()
-        held = self._all_ids()
+        held = self._all_ids(int(stored[-1]) if len(stored) else 0)
         extra = np.setdiff1d(held, stored)
         for k in range(0, len(extra), BATCH):
             self.client.delete(self.name, ids=extra[k:k + BATCH].tolist())
@@ -276,15 +276,20 @@ class MilvusIndex:
             for rows in self._rows_from_store(missing):
                 self._upsert(rows)
 
-    def _all_ids(self) -> np.ndarray:
-        it = self.client.query_iterator(self.name, batch_size=BATCH * 10, filter="", output_fields=["vec_id"])
-        ids = []
-        try:
-            while batch := it.next():
-                ids.extend(r["vec_id"] for r in batch)
-        finally:
-            it.close()
-        return np.array(sorted(ids), dtype=np.int64)
+    def _all_ids(self, top: int) -> np.ndarray:
+        """Every vec_id the collection holds, by ranges of ids (no query iterator: Milvus Lite lacks
+        the timestamps it needs); `top` is the store's highest, rows above it are read until none."""
+        ids: list[int] = []
+        step = 10_000  # ≤ Milvus's 16,384 rows per query
+        for lo in range(0, top + 1, step):
+            ids += [r["vec_id"] for r in self.client.query(
+                self.name, filter=f"vec_id >= {lo} and vec_id < {lo + step}", output_fields=["vec_id"], limit=step)]
+        while True:
+            above = [r["vec_id"] for r in self.client.query(
+                self.name, filter=f"vec_id > {max([top, *ids[-1:]])}", output_fields=["vec_id"], limit=step)]
+            if not above:
+                return np.array(sorted(set(ids)), dtype=np.int64)
+            ids += sorted(above)
 
     def _rows_from_store(self, vec_ids: np.ndarray | None):
         """IndexRows of the stored passages (all, or `vec_ids`) in batches, tokens re-derived from the text."""
