@@ -37,6 +37,7 @@ import json
 import math
 import threading
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -101,14 +102,17 @@ class MilvusIndex:
         self.directory, self.store = Path(directory), store
         self.name = settings.milvus_collection
         self.lexical = lexical or LEXICAL
-        self.client = connect(settings.milvus_uri, settings.milvus_token, self.directory)
+        self._settings = settings
         self.recover: Callable[[], int | None] = lambda: None
         self._view: MilvusView | None = None
         self._lock = threading.Lock()
+        self._writing: str | None = None  # the collection behind the alias, while a writer writes
 
     # -- the collection ---------------------------------------------------------------------
-    def exists(self) -> bool:
-        return self.client.has_collection(self.name)
+    @cached_property
+    def client(self):
+        """Connected on first use (commands that only read the store never start Milvus Lite)."""
+        return connect(self._settings.milvus_uri, self._settings.milvus_token, self.directory)
 
     def _create(self, physical: str, dim: int) -> None:
         from pymilvus import DataType, Function, FunctionType
@@ -149,7 +153,7 @@ class MilvusIndex:
         ip.add_index("terms", index_type="INVERTED")
         self.client.create_index(physical, ip)
 
-    @property
+    @cached_property
     def is_lite(self) -> bool:
         return str(self.client.get_server_version()).startswith("milvus_lite")
 
@@ -162,10 +166,13 @@ class MilvusIndex:
         return self.client.describe_alias(self.name)["collection_name"]
 
     def _ensure(self, dim: int) -> None:
-        if self._physical() is None:
+        if self._writing is None:
+            self._writing = self._physical()
+        if self._writing is None:
             physical = f"{self.name}_g{self.store.generation()}"
             self._create(physical, dim)
             self.client.create_alias(physical, self.name)
+            self._writing = physical
 
     # -- writing ----------------------------------------------------------------------------
     def _entities(self, rows: IndexRows) -> list[dict]:
@@ -198,7 +205,7 @@ class MilvusIndex:
     def commit(self, staged) -> None:
         """Delete the superseded rows of the page just committed."""
         source, keep = staged
-        if self._physical() is not None:
+        if self._writing is not None or self._physical() is not None:
             self.client.delete(self.name, filter=f"source == {_lit(source)} and vec_id not in {_id_list(keep)}")
 
     def removed(self, source_or_id: str) -> None:
@@ -211,7 +218,8 @@ class MilvusIndex:
             self.client.delete(self.name, filter="vec_id >= 0")
 
     def reset(self) -> None:
-        """Nothing is buffered here."""
+        """Nothing is buffered here; the alias is looked up afresh by the next writer."""
+        self._writing = None
 
     # -- bringing it up to the store --------------------------------------------------------
     def derived_generation(self) -> int | None:
@@ -231,6 +239,7 @@ class MilvusIndex:
         lacks added from the store (only when the counts differ); with `rebuild`, a new collection
         filled from the store replaces the old one behind the alias. Under the writer lock."""
         gen = self.store.generation()
+        self._writing = None
         if rebuild or self._physical() is None:
             self._rebuild(gen)
         elif self.count() != self.store.counts()["passages"]:

@@ -241,8 +241,9 @@ def test_two_servers_and_an_ingesting_process_share_one_milvus(tmp_path, milvus_
             s.wait()
         extra = tmp_path / "new"
         extra.mkdir()
-        page = sorted(SEEDS.iterdir())[0]
-        (extra / "复刊-页.txt").write_text(page.read_text(encoding="utf-8").replace("衡阳", "衡州"), encoding="utf-8")
+        page = next(p for p in sorted(SEEDS.glob("*.txt")) if "百强市" in p.read_text(encoding="utf-8"))
+        text = page.read_text(encoding="utf-8").replace("衡阳", "衡州")
+        (extra / "复刊-页.txt").write_text(text, encoding="utf-8")
         question = {"query": "衡州在全国先进制造业百强市榜单中排第几位？", "top_k": 5}
         ingest = subprocess.Popen([*qa, "ingest", str(extra)], env=run_env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -252,7 +253,8 @@ def test_two_servers_and_an_ingesting_process_share_one_milvus(tmp_path, milvus_
             body = httpx.post(f"{s.url}/api/search", json=question, timeout=60).json()
             assert any("衡州" in r["text"] for r in body["results"]), body
         assert seen["statuses"] == {200}
-        subprocess.run([*qa, "remove", "复刊-页.txt"], env=run_env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*qa, "remove", str(extra / "复刊-页.txt")], env=run_env, cwd=ROOT, check=True,
+                       capture_output=True)
         for s in servers:
             body = httpx.post(f"{s.url}/api/search", json=question, timeout=60).json()
             assert not any("衡州" in r["text"] for r in body["results"]), body
