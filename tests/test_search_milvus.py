@@ -137,22 +137,34 @@ def test_a_rebuild_from_the_store_swaps_the_collection_and_keeps_results(tmp_pat
 
 
 # -- the seed pages with the real model ------------------------------------------------------
+class _MilvusEnv:
+    """QA_SEARCH_BACKEND=milvus (Milvus Lite in the index folder) while in the `with` block: an
+    Archive keeps the backend it was opened with, so the rest of the session stays on FAISS."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = {"QA_SEARCH_BACKEND": "milvus", "QA_MILVUS_URI": "milvus.db", **(env or {})}
+
+    def __enter__(self):
+        self.mp = pytest.MonkeyPatch()
+        _use(self.mp, self.env)
+
+    def __exit__(self, *exc):
+        from qa.config import get_settings
+
+        self.mp.undo()
+        get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def milvus_seed_index(tmp_path_factory):
     """The five seed pages ingested with QA_SEARCH_BACKEND=milvus (Milvus Lite, SQLite store)."""
-    from qa.config import get_settings
     from qa.ingest import ingest_paths
 
-    mp = pytest.MonkeyPatch()
-    _use(mp, {"QA_SEARCH_BACKEND": "milvus", "QA_MILVUS_URI": "milvus.db"})
     directory = tmp_path_factory.mktemp("milvus-seed") / "index"
-    try:
+    with _MilvusEnv():
         report = ingest_paths([SEEDS], directory, progress=False)
-        assert report.pages == 5 and not report.failures
-        yield directory
-    finally:
-        mp.undo()
-        get_settings.cache_clear()
+    assert report.pages == 5 and not report.failures
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -160,12 +172,15 @@ def milvus_retriever(milvus_seed_index):
     from qa.embed import load_embedder
     from qa.retrieve import HybridRetriever
 
-    return HybridRetriever(_archive(milvus_seed_index), load_embedder())
+    with _MilvusEnv():
+        archive = _archive(milvus_seed_index)
+    return HybridRetriever(archive, load_embedder())
 
 
 def test_eval_on_milvus_is_within_002_of_faiss(milvus_retriever, retriever):
     from qa.evaluate import evaluate_retrieval, load_questions
 
+    assert type(retriever.archive.search).__name__ == "FaissIndex"
     questions = load_questions(DEV)
     faiss_ = evaluate_retrieval(questions, retriever, top_k=5)["overall"]
     milvus_ = evaluate_retrieval(questions, milvus_retriever, top_k=5)["overall"]
@@ -253,6 +268,13 @@ def test_two_servers_and_an_ingesting_process_share_one_milvus(tmp_path, milvus_
             body = httpx.post(f"{s.url}/api/search", json=question, timeout=60).json()
             assert any("衡州" in r["text"] for r in body["results"]), body
         assert seen["statuses"] == {200}
+        ask = httpx.post(f"{servers[0].url}/api/ask", json={"question": question["query"]}, timeout=120)
+        assert ask.status_code == 200 and ask.json()["citations"], ask.text
+        issues = httpx.get(f"{servers[1].url}/api/issues", timeout=60)
+        assert issues.status_code == 200 and len(issues.json()["issues"]) == 6, issues.text
+        bad = httpx.post(f"{servers[1].url}/api/search", json={"query": "衡阳", "date_from": "2021-13-01"},
+                         timeout=60)
+        assert bad.status_code == 422
         subprocess.run([*qa, "remove", str(extra / "复刊-页.txt")], env=run_env, cwd=ROOT, check=True,
                        capture_output=True)
         for s in servers:
