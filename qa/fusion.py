@@ -22,7 +22,6 @@ Usage::
 
 from __future__ import annotations
 
-import numpy as np
 
 from qa.search import LexicalHits, SearchView
 

@@ -213,9 +213,14 @@ class MilvusIndex:
             self.client.delete(self.name, filter=f"source == {_lit(source_or_id)} or issue_id == {_lit(source_or_id)}")
 
     def cleared(self) -> None:
+        """The store was emptied (`qa ingest --rebuild`, maybe with another model and dimension):
+        the collection goes; the next page creates it afresh."""
         physical = self._physical()
         if physical is not None:
-            self.client.delete(self.name, filter="vec_id >= 0")
+            if physical != self.name:
+                self.client.drop_alias(self.name)
+            self.client.drop_collection(physical)
+        self._writing = None
 
     def reset(self) -> None:
         """Nothing is buffered here; the alias is looked up afresh by the next writer."""

@@ -136,6 +136,19 @@ def test_a_rebuild_from_the_store_swaps_the_collection_and_keeps_results(tmp_pat
     assert archive.derived_generation() == archive.store.generation()
 
 
+def test_ingest_rebuild_with_another_model_dimension(tmp_path, milvus):
+    archive = _archive(tmp_path / "index")
+    write(archive, make_page(0))
+    page, passages, vectors, tokens = make_page(7)
+    small = vectors[:, :16] / np.linalg.norm(vectors[:, :16], axis=1, keepdims=True)
+    with archive.writer():
+        archive.clear()  # as `qa ingest --rebuild` does before writing every page again
+        archive.write_pages([(page, passages, small, tokens)])
+        archive.refresh_derived()
+    view = archive.snapshot()
+    assert view.size == 5 and _ids(archive, list(view.dense_top(small[1], 1))) == [passages[1].id]
+
+
 # -- the seed pages with the real model ------------------------------------------------------
 class _MilvusEnv:
     """QA_SEARCH_BACKEND=milvus (Milvus Lite in the index folder) while in the `with` block: an
@@ -177,6 +190,7 @@ def milvus_retriever(milvus_seed_index):
     return HybridRetriever(archive, load_embedder())
 
 
+@pytest.mark.slow
 def test_eval_on_milvus_is_within_002_of_faiss(milvus_retriever, retriever):
     from qa.evaluate import evaluate_retrieval, load_questions
 
@@ -189,6 +203,7 @@ def test_eval_on_milvus_is_within_002_of_faiss(milvus_retriever, retriever):
         assert abs(milvus_[metric] - faiss_[metric]) <= 0.02, (metric, faiss_, milvus_)
 
 
+@pytest.mark.slow
 def test_search_and_ask_with_filters_on_milvus(milvus_retriever):
     from qa.answer import Answerer
     from qa.evaluate import contains_evidence
@@ -242,6 +257,7 @@ def _wait_for_milvus(uri: str, proc, log: Path, timeout: float = 60) -> None:
     raise RuntimeError(f"milvus-lite server did not come up on {uri}")
 
 
+@pytest.mark.slow
 def test_two_servers_and_an_ingesting_process_share_one_milvus(tmp_path, milvus_seed_index, milvus_server,
                                                                  store_env):
     index = tmp_path / "index"
