@@ -165,9 +165,17 @@ class MilvusIndex:
             return self.name  # a plain collection of that name (made by hand)
         return self.client.describe_alias(self.name)["collection_name"]
 
+    def _load(self) -> None:
+        """Load the collection if it is not: Milvus Lite reopens its folder with every collection
+        released (so does a server restarted without auto-load), and then refuses searches."""
+        if getattr(self.client.get_load_state(self.name).get("state"), "name", "Loaded") != "Loaded":
+            self.client.load_collection(self.name)
+
     def _ensure(self, dim: int) -> None:
         if self._writing is None:
             self._writing = self._physical()
+            if self._writing is not None:
+                self._load()
         if self._writing is None:
             physical = f"{self.name}_g{self.store.generation()}"
             self._create(physical, dim)
@@ -210,6 +218,7 @@ class MilvusIndex:
 
     def removed(self, source_or_id: str) -> None:
         if self._physical() is not None:
+            self._load()
             self.client.delete(self.name, filter=f"source == {_lit(source_or_id)} or issue_id == {_lit(source_or_id)}")
 
     def cleared(self) -> None:
@@ -247,8 +256,10 @@ class MilvusIndex:
         self._writing = None
         if rebuild or self._physical() is None:
             self._rebuild(gen)
-        elif self.count() != self.store.counts()["passages"]:
-            self._reconcile()
+        else:
+            self._load()
+            if self.count() != self.store.counts()["passages"]:
+                self._reconcile()
         physical = self._physical()
         if physical is not None:
             self.client.alter_collection_properties(physical, properties={"qa.generation": str(gen)})
@@ -333,6 +344,8 @@ class MilvusIndex:
             return view
         with self._lock:
             if self._view is None or self._view.generation != gen:
+                if self._physical() is not None:
+                    self._load()
                 if self.count() != self.store.counts()["passages"]:
                     self.recover()
                 if self._physical() is None and self.store.counts()["passages"]:
