@@ -71,6 +71,9 @@ def test_pages_are_searched_filtered_replaced_and_removed(tmp_path, milvus):
     top = view.dense_top(vectors[2], 3)
     assert _ids(archive, list(top))[0] == passages[2].id and max(top.values()) == pytest.approx(1.0, abs=0.02)
     assert _ids(archive, [view.lexical_search(tokens[3]).best()]) == [passages[3].id]
+    docs = [set(t) for k in range(3) for t in make_page(k)[3]]
+    for term in {*tokens[3], "港口", "不存在的词"}:  # document frequencies behind idf
+        assert view.df(term) == sum(term in d for d in docs), term
 
     def pages(flt):
         return sorted({i.split(":")[0] for i in _ids(archive, view.dense_top(vectors[0], 50, flt))})
@@ -219,6 +222,24 @@ def test_search_and_ask_with_filters_on_milvus(milvus_retriever):
     assert dated and all(h.citation.date == "2021-11-30" for h in dated)
     answer = Answerer(milvus_retriever).ask("衡阳在全国先进制造业百强市榜单中排第几位？")
     assert not answer.no_answer and answer.citations
+
+
+@pytest.mark.slow
+def test_qa_serve_reopens_a_milvus_lite_file(tmp_path, milvus_seed_index):
+    index = tmp_path / "index"
+    shutil.copytree(milvus_seed_index, index)  # this process holds the original's lock
+    server = LiveServer(index, env={"QA_SEARCH_BACKEND": "milvus", "QA_MILVUS_URI": "milvus.db"},
+                        log_path=tmp_path / "serve.log")
+    try:
+        url = server.wait().url
+        body = httpx.post(f"{url}/api/search", json={"query": "衡阳在全国先进制造业百强市榜单中排第几位？",
+                                                     "top_k": 3, "issue": "18012"}, timeout=120).json()
+        assert body["results"] and all(r["citation"]["issue"] == "18012" for r in body["results"]), body
+        chat = httpx.post(f"{url}/v1/chat/completions", timeout=120,
+                          json={"messages": [{"role": "user", "content": "衡阳的云绩效平台哪天投入运行？"}]})
+        assert chat.status_code == 200 and chat.json()["choices"][0]["message"]["content"], chat.text
+    finally:
+        server.stop()
 
 
 # -- several processes: Milvus Lite as a server on 127.0.0.1 ----------------------------------
