@@ -224,6 +224,9 @@ def main() -> None:
     ap.add_argument("--skip-http", action="store_true")
     ap.add_argument("--keep", type=Path, help="keep the pages and index in this folder")
     ap.add_argument("--million", action="store_true", help="run scale_index.py --passages 1000000 instead")
+    ap.add_argument("--backend", choices=["faiss", "milvus"], default="faiss",
+                    help="also run ingest, queries and dev eval with this search backend, side by side")
+    ap.add_argument("--store-url", help="...and this store (QA_STORE_URL, an empty database) for that run")
     args, rest = ap.parse_known_args()
     if args.million:
         import scale_index
@@ -268,10 +271,42 @@ def main() -> None:
     questions = [q.question for q in load_questions(DEV)]
     result["query"] = queries(questions, index_dir, http=not args.skip_http)
     result["dev_eval"] = dev_eval(index_dir)
+    if args.backend != "faiss" or args.store_url:
+        result["side_by_side"] = other_backend(args.backend, args.store_url, work, questions,
+                                               [str(SEEDS)] + ([str(pages_dir)] if page_files else []))
     result["bench_peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result, ensure_ascii=False, indent=2))
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# -- another backend side by side (--backend milvus, --store-url) ---------------------------------
+def other_backend(backend: str, store_url: str | None, work: Path, questions: list[str], paths: list[str]) -> dict:
+    """The same pages ingested into a second index with QA_SEARCH_BACKEND (and QA_STORE_URL) set,
+    then query latency and dev eval there; the embedded run above is the baseline of the same run.
+    Usage: ``bench_scale.py --pages 200 --backend milvus [--store-url postgresql://…]``"""
+    from qa.config import get_settings
+
+    env = {"QA_SEARCH_BACKEND": backend} | ({"QA_STORE_URL": store_url} if store_url else {})
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        index_dir = work / f"index-{backend}"
+        shutil.rmtree(index_dir, ignore_errors=True)
+        ingest = in_child(_ingest_child, paths, str(index_dir))
+        disk = sum(f.stat().st_size for f in index_dir.rglob("*") if f.is_file())
+        return {"search_backend": backend, "store": "postgresql" if store_url else "sqlite",
+                "passages": ingest["passages"],
+                "ingest": {"seconds": round(ingest["seconds"], 1),
+                           "passages_per_s": round(ingest["passages"] / ingest["seconds"], 2),
+                           "peak_rss_mb": ingest["peak_rss_mb"]},
+                "index_folder_bytes_per_passage": round(disk / max(ingest["passages"], 1), 1),
+                "query": queries(questions, index_dir, http=False), "dev_eval": dev_eval(index_dir)}
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        get_settings.cache_clear()
 
 
 if __name__ == "__main__":

@@ -15,33 +15,33 @@ clause did not beat it; sentence-level vectors helped on top of it but need stor
 
 Usage::
 
-    w = dense_weight(snapshot.lexical, tokenize(question), bm25_scores)
+    tokens = tokenize(question)
+    w = dense_weight(snapshot, tokens, snapshot.lexical_search(tokens, flt))   # snapshot: a qa.search.SearchView
     fused = w * minmax(dense) + (1 - w) * minmax(bm25)
 """
 
 from __future__ import annotations
 
-import numpy as np
 
-from qa.lexical import LexicalIndex
+from qa.search import LexicalHits, SearchView
 
 FULL_OVERLAP_WEIGHT = 0.5  # dense share when the best BM25 passage holds all of the question's terms
 NO_OVERLAP_WEIGHT = 0.7  # ... and when it holds none of them
 
 
-def lexical_overlap(lexical: LexicalIndex, tokens: list[str], bm25: np.ndarray) -> float:
+def lexical_overlap(view: SearchView, tokens: list[str], hits: LexicalHits) -> float:
     """Idf-weighted share of the question's terms (single characters aside) that its best BM25
-    passage contains; 0 when no passage matches. Usage: ``lexical_overlap(lex, toks, scores)``"""
+    passage contains; 0 when no passage matches. Usage: ``lexical_overlap(view, toks, hits)``"""
     terms = {t for t in tokens if len(t) > 1}
-    if not terms or bm25.size == 0 or bm25.max() <= 0:
+    top = hits.best() if terms else None
+    if top is None:
         return 0.0
-    top = int(np.argmax(bm25))
-    weights = {t: lexical.idf(t) for t in terms}
-    held = sum(w for t, w in weights.items() if lexical.scores([t])[top] > 0)
-    return held / (sum(weights.values()) or 1.0)
+    weights = {t: view.idf(t) for t in terms}
+    held = view.holds(top, terms)
+    return sum(weights[t] for t in held) / (sum(weights.values()) or 1.0)
 
 
-def dense_weight(lexical: LexicalIndex, tokens: list[str], bm25: np.ndarray) -> float:
+def dense_weight(view: SearchView, tokens: list[str], hits: LexicalHits) -> float:
     """The dense share of the fused score for this question, between the two weights above."""
-    overlap = lexical_overlap(lexical, tokens, bm25)
+    overlap = lexical_overlap(view, tokens, hits)
     return NO_OVERLAP_WEIGHT - (NO_OVERLAP_WEIGHT - FULL_OVERLAP_WEIGHT) * overlap

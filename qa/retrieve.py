@@ -16,8 +16,9 @@ import numpy as np
 from qa.cite import Citation, citation_label, make_citation  # noqa: F401  (re-exported)
 from qa.embed import Embedder
 from qa.fusion import dense_weight
-from qa.index import Archive, Snapshot
+from qa.index import Archive
 from qa.lexical import tokenize
+from qa.search import SearchView
 from qa.store import ArticleRow, IssueRow
 from qa.understand import Query, understand
 
@@ -44,7 +45,8 @@ class Hit:
 
 
 class HybridRetriever:
-    """Dense (FAISS) and lexical (BM25) candidates, fused by normalized score, filtered by date/issue."""
+    """Dense and lexical (BM25) candidates from the configured search index (qa.search), fused by
+    normalized score, filtered by date/issue."""
 
     def __init__(self, archive: Archive, embedder: Embedder):
         self.archive = archive
@@ -68,62 +70,60 @@ class HybridRetriever:
         date_from = date_from or query.date_from
         date_to = date_to or query.date_to
         issue = issue or query.issue
-        mask = self._filter_mask(snap, date_from, date_to, issue)
-        if mask is not None and not mask.any():
+        flt = snap.where(date_from, date_to, issue)
+        if flt is not None and not snap.any_match(flt):
             if date_from == query.date_from and date_to == query.date_to and issue == query.issue:
-                mask = None  # the question's own date names no page we have: it dated an event
+                flt = None  # the question's own date names no page we have: it dated an event
             else:
                 return []
-        fused = self._fuse(snap, query.search_text, mask)
-        return self._hits(snap, fused[:top_k])
+        fused = self._fuse(snap, query.search_text, flt)
+        return self._hits(fused, top_k)
 
     # -- internals ----------------------------------------------------------------------------
-    @staticmethod
-    def _filter_mask(snap: Snapshot, date_from, date_to, issue) -> np.ndarray | None:
-        if not (date_from or date_to or issue):
-            return None
-        return snap.filter_mask(date_from, date_to, issue)
-
-    def _dense(self, snap: Snapshot, qvec: np.ndarray, mask: np.ndarray | None, k: int) -> dict[int, float]:
-        return snap.dense(qvec, k, mask)
-
-    @staticmethod
-    def _lexical(snap: Snapshot, text: str, mask: np.ndarray | None) -> np.ndarray:
-        scores = snap.lexical.scores(tokenize(text))
-        return np.where(mask, scores, 0.0) if mask is not None else scores
-
-    def _fuse(self, snap: Snapshot, text: str, mask) -> list[tuple[int, float]]:
+    def _fuse(self, snap: SearchView, text: str, flt) -> list[tuple[int, float]]:
         """Convex combination of min-max normalized dense and BM25 scores over the union of both
         candidate lists, clearly above reciprocal rank fusion, which throws away how far ahead a
-        clear lexical winner is. The weight depends on the question's lexical overlap (qa.fusion)."""
+        clear lexical winner is. The weight depends on the question's lexical overlap (qa.fusion).
+        Keys are the store's vec_ids, whatever the search engine."""
         qvec = self.embedder.embed_query(text).astype(np.float32)
-        dense = self._dense(snap, qvec, mask, CANDIDATES)
-        bm25 = self._lexical(snap, text, mask)
-        matched = np.flatnonzero(bm25 > 0)
-        lex_top = matched[np.argpartition(-bm25[matched], CANDIDATES - 1)[:CANDIDATES]] \
-            if len(matched) > CANDIDATES else matched
-        candidates = set(dense) | {int(i) for i in lex_top}
-        if not candidates:
+        tokens = tokenize(text)
+        dense = snap.dense_top(qvec, CANDIDATES, flt)
+        lexical = snap.lexical_search(tokens, flt)
+        bm25 = lexical.top(CANDIDATES)
+        ids = list(dict.fromkeys([*dense, *bm25]))
+        if not ids:
             return []
-        pos = np.fromiter(candidates, dtype=np.int64)
-        missing = [int(p) for p in pos if p not in dense]
+        missing = [v for v in ids if v not in dense]
         if missing:  # lexical-only candidates: their cosine from the index's vectors
-            dense.update(zip(missing, snap.dense_scores(qvec, missing).tolist()))
-        d = np.array([dense[p] for p in pos])
-        b = bm25[pos].astype(np.float64)
-        w = dense_weight(snap.lexical, tokenize(text), bm25)  # paraphrases lean on the dense score
+            dense.update(zip(missing, snap.dense_of(qvec, missing).tolist()))
+        unscored = [v for v in ids if v not in bm25]
+        if unscored:  # dense-only candidates: their BM25 score, 0 when no term matches
+            bm25.update(zip(unscored, lexical.scores_of(unscored).tolist()))
+        d = np.array([dense[v] for v in ids], dtype=np.float64)
+        b = np.array([bm25[v] for v in ids], dtype=np.float64)
+        w = dense_weight(snap, tokens, lexical)  # paraphrases lean on the dense score
         fused = w * _minmax(d) + (1 - w) * _minmax(b)
         order = np.argsort(-fused, kind="stable")
-        return [(int(pos[i]), float(fused[i])) for i in order]
+        return [(ids[i], float(fused[i])) for i in order]
 
-    def _hits(self, snap: Snapshot, ranked: list[tuple[int, float]]) -> list[Hit]:
+    def _hits(self, ranked: list[tuple[int, float]], top_k: int) -> list[Hit]:
+        """The first `top_k` ranked passages the store still holds (an index may briefly hold
+        rows of a page being written or removed: they are skipped, never shown)."""
+        hits: list[Hit] = []
+        at = 0
+        while len(hits) < top_k and at < len(ranked):
+            part = ranked[at:at + top_k - len(hits)]
+            at += len(part)
+            hits.extend(self._hits_of(part))
+        return hits
+
+    def _hits_of(self, ranked: list[tuple[int, float]]) -> list[Hit]:
         store = self.archive.store
-        vec_ids = [int(snap.vec_ids[pos]) for pos, _ in ranked]
-        rows = store.passages_by_vec_id(vec_ids)
+        rows = store.passages_by_vec_id([v for v, _ in ranked])
         hits = []
         issues: dict[str, IssueRow | None] = {}
         articles: dict[str, ArticleRow | None] = {}
-        for (pos, score), vec_id in zip(ranked, vec_ids):
+        for vec_id, score in ranked:
             p = rows.get(vec_id)
             if p is None:  # removed by an ingest that this snapshot predates
                 continue

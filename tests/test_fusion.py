@@ -14,24 +14,40 @@ from qa.lexical import LexicalIndex, Postings
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _index():
-    docs = [["衡阳", "物流", "枢纽"], ["餐饮", "油烟", "秸秆"], ["衡阳", "制造业", "百强"]]
-    vocab: dict[str, int] = {}
-    as_ids = [np.array([vocab.setdefault(t, len(vocab)) for t in d]) for d in docs]
-    return LexicalIndex([Postings.from_docs(as_ids)], [None], lambda toks: {t: vocab[t] for t in toks if t in vocab})
+class _View:
+    """The parts of a qa.search.SearchView that fusion reads, over one real LexicalIndex (vec_id =
+    position), with its BM25 hits."""
+
+    def __init__(self):
+        docs = [["衡阳", "物流", "枢纽"], ["餐饮", "油烟", "秸秆"], ["衡阳", "制造业", "百强"]]
+        vocab: dict[str, int] = {}
+        as_ids = [np.array([vocab.setdefault(t, len(vocab)) for t in d]) for d in docs]
+        self.lex = LexicalIndex([Postings.from_docs(as_ids)], [None],
+                                lambda toks: {t: vocab[t] for t in toks if t in vocab})
+
+    def idf(self, token):
+        return self.lex.idf(token)
+
+    def holds(self, vec_id, tokens):
+        return {t for t in tokens if self.lex.scores([t])[vec_id] > 0}
+
+    def hits(self, tokens, scores=None):
+        scores = self.lex.scores(tokens) if scores is None else scores
+        best = int(np.argmax(scores)) if scores.size and scores.max() > 0 else None
+        return type("Hits", (), {"best": lambda _self: best})()
 
 
 def test_dense_weight_slides_with_the_overlap_of_the_best_bm25_passage():
-    lex = _index()
+    view = _View()
     full = ["衡阳", "物流", "枢纽"]
-    assert lexical_overlap(lex, full, lex.scores(full)) == 1.0
-    assert dense_weight(lex, full, lex.scores(full)) == FULL_OVERLAP_WEIGHT
+    assert lexical_overlap(view, full, view.hits(full)) == 1.0
+    assert dense_weight(view, full, view.hits(full)) == FULL_OVERLAP_WEIGHT
     none = ["饭馆", "排出"]
-    assert dense_weight(lex, none, lex.scores(none)) == NO_OVERLAP_WEIGHT
+    assert dense_weight(view, none, view.hits(none)) == NO_OVERLAP_WEIGHT
     half = ["油烟", "饭馆"]
-    w = dense_weight(lex, half, lex.scores(half))
+    w = dense_weight(view, half, view.hits(half))
     assert FULL_OVERLAP_WEIGHT < w < NO_OVERLAP_WEIGHT
-    assert dense_weight(lex, full, np.zeros(3)) == NO_OVERLAP_WEIGHT  # nothing matched at all
+    assert dense_weight(view, full, view.hits(full, np.zeros(3))) == NO_OVERLAP_WEIGHT  # nothing matched
 
 
 def _paraphrases():

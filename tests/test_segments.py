@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-import qa.index as index_mod
+import qa.search_faiss as index_mod
 from qa.chunk import Passage
 from qa.index import Archive
 from qa.lexical import LexicalIndex, Postings, passage_tokens
@@ -51,7 +51,7 @@ def write(archive: Archive, *pages) -> None:
 
 
 def published(archive: Archive) -> list[str]:
-    return archive._published_names()
+    return archive.search._published_names()
 
 
 def results(archive: Archive, query_vec: np.ndarray, tokens: list[str]) -> tuple[list, list]:
@@ -72,11 +72,11 @@ def test_adding_a_page_adds_a_segment_and_a_reader_reuses_the_others(tmp_path):
     reader = Archive(tmp_path / "index")
     before = reader.snapshot()
     (first,) = published(archive)
-    files = {p.name: p.stat().st_mtime_ns for p in (archive.base / f"seg-{first}").iterdir()}
+    files = {p.name: p.stat().st_mtime_ns for p in (archive.search.base / f"seg-{first}").iterdir()}
     write(archive, make_page(3))
     names = published(archive)
     assert names[0] == first and len(names) == 2
-    assert {p.name: p.stat().st_mtime_ns for p in (archive.base / f"seg-{first}").iterdir()} == files
+    assert {p.name: p.stat().st_mtime_ns for p in (archive.search.base / f"seg-{first}").iterdir()} == files
     after = reader.snapshot()
     assert after.generation > before.generation and after.size == before.size + 5
     assert after.segments[0] is before.segments[0]  # not reloaded
@@ -184,7 +184,7 @@ def test_writing_many_pages_flushes_bounded_segments_before_publishing(tmp_path,
     archive = Archive(tmp_path / "index")
     with archive.writer():
         archive.write_pages([make_page(k) for k in range(20)])
-        assert archive._buffer.rows < 40 and len(archive._unpublished) == 2  # written, not yet published
+        assert archive.search._buffer.rows < 40 and len(archive.search._unpublished) == 2  # written, not yet published
         assert archive.derived_generation() is None
         archive.refresh_derived()
     assert archive.snapshot().size == 100
