@@ -32,7 +32,6 @@ Usage::
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -51,7 +50,7 @@ import numpy as np
 from qa.chunk import Passage
 from qa.lexical import MAX_SEGMENT_ROWS, LexicalIndex, Postings, passage_tokens
 from qa.parse import Page
-from qa.store import Store, dequantize, quantize
+from qa.store import IndexBusyError, Store, dequantize, open_store, quantize
 
 DERIVED = "derived"
 _KEEP_GENERATIONS = 2  # a server may still be loading the previous one
@@ -60,10 +59,6 @@ IVF_MIN_ROWS = 20_000  # segments this large get an approximate (IVF) index
 TARGET_RECALL = 0.985  # per segment recall@10 of the IVF index against exact search
 MERGE_AT = 4  # this many segments of one size tier are merged into one
 MAX_DEAD_SHARE = 0.3  # a segment with more removed rows than this is rewritten
-
-
-class IndexBusyError(RuntimeError):
-    """Another process is writing this index."""
 
 
 def _date_int(date: str | None) -> int:
@@ -328,9 +323,9 @@ class Archive:
     """The index directory: write pages, remove pages, and hand out snapshots for retrieval.
     Each segment's vector index is chosen by its size (exact below IVF_MIN_ROWS, IVF above)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, store: Store | None = None):
         self.directory = Path(directory)
-        self.store = Store.open(self.directory)
+        self.store = store or open_store(self.directory)  # the configured store (QA_STORE_URL)
         self.base = self.directory / DERIVED
         self._snapshot: Snapshot | None = None
         self._snap_lock = threading.Lock()
@@ -341,19 +336,14 @@ class Archive:
     # -- writing ----------------------------------------------------------------------------
     @contextmanager
     def writer(self) -> Iterator[None]:
-        """Exclusive write access across processes (flock); released even on SIGKILL."""
-        lock_path = self.directory / ".writer.lock"
-        fh = open(lock_path, "a+")
-        try:
+        """Exclusive write access across processes (and machines, with a shared store): the
+        store's writer lock (IndexBusyError when held elsewhere); released even on SIGKILL."""
+        with self.store.writer_lock():
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IndexBusyError(f"another process is writing the index {self.directory}; try again later")
-            yield
-        finally:
-            # What was buffered or flushed but not published is the store's to recover from now.
-            self._buffer, self._unpublished = _Buffer(), []
-            fh.close()
+                yield
+            finally:
+                # What was buffered or flushed but not published is the store's to recover from now.
+                self._buffer, self._unpublished = _Buffer(), []
 
     def write_page(self, page: Page, passages: list[Passage], vectors: np.ndarray, tokens: list[list[str]]) -> None:
         """Store one page atomically (replacing any earlier version). Call inside `writer()`."""
