@@ -274,7 +274,7 @@ class Store(ABC):
             raise IndexMismatchError(
                 f"index {self.location} has format {m.get('format_version')!r}, written by a newer "
                 f"version of this program (this one reads up to {FORMAT_VERSION!r}); upgrade, or rebuild "
-                f"it with: qa ingest --rebuild --index {self.location}"
+                f"it with: qa ingest --rebuild --index {self.directory}"
             )
         built_with = m.get("embed_model")
         if built_with is None:
@@ -286,7 +286,7 @@ class Store(ABC):
             raise IndexMismatchError(
                 f"index {self.location} was built with embedding model {built_with!r} "
                 f"(dim {m.get('embed_dim')}), but the configured model is {model_id!r} (dim {dim}). "
-                f"Rebuild it with: qa ingest --rebuild --index {self.location}  "
+                f"Rebuild it with: qa ingest --rebuild --index {self.directory}  "
                 f"(or set QA_EMBED_MODEL={built_with})"
             )
 

@@ -135,7 +135,9 @@ def engine_url(url: str) -> str:
     return f"postgresql+psycopg://{rest}" if scheme.lower() in ("postgresql", "postgres") else url
 
 
+@lru_cache(maxsize=16)
 def _engine(url: str):
+    """One engine (one connection pool) per URL and process, shared by the stores opened on it."""
     from sqlalchemy import create_engine
     from sqlalchemy.exc import ArgumentError
 
@@ -181,12 +183,8 @@ class PostgresStore(Store):
     @classmethod
     def exists(cls, directory: Path, url: str | None = None) -> bool:
         """Whether the database at `url` holds an archive (its manifest table); creates nothing."""
-        engine = _engine(url)
-        try:
-            with _reachable(url), engine.connect() as c:
-                return c.exec_driver_sql("SELECT to_regclass('manifest') IS NOT NULL").scalar()
-        finally:
-            engine.dispose()
+        with _reachable(url), _engine(url).connect() as c:
+            return c.exec_driver_sql("SELECT to_regclass('manifest') IS NOT NULL").scalar()
 
     @property
     def location(self) -> str:
@@ -200,7 +198,7 @@ class PostgresStore(Store):
         """Pooled connections stay for the next use (`dispose` closes them all)."""
 
     def dispose(self) -> None:
-        """Close every pooled connection (the store reconnects on its next use)."""
+        """Close every pooled connection of this URL (stores on it reconnect on their next use)."""
         self.engine.dispose()
 
     @contextmanager
