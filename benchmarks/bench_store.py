@@ -81,7 +81,7 @@ def _measure(tree: Path, env_extra: dict[str, str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", action="append", type=Path, default=[], help="a code tree (repeatable)")
-    ap.add_argument("--postgres", action="store_true", help="also each tree on a throwaway PostgreSQL")
+    ap.add_argument("--postgres", action="store_true", help="also the last tree on a throwaway PostgreSQL")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     trees = [t.resolve() for t in args.tree] or [ROOT]
@@ -95,14 +95,12 @@ def main() -> None:
     try:
         results: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
         if cluster:
-            results.update({f"{t.name or t}:postgresql": [] for t in trees})
+            results[f"{trees[-1].name}:postgresql"] = []
         for r in range(args.rounds):
             runs = list(variants)
-            if cluster:
-                for t in trees:
-                    db = f"bench_{len(results)}_{r}_{t.name}".replace("-", "_").replace(".", "_")
-                    cluster.admin(f"CREATE DATABASE {db}")
-                    runs.append((f"{t.name or t}:postgresql", t, {"QA_STORE_URL": cluster.url(db)}))
+            if cluster:  # the last tree only: an older tree may not know PostgreSQL
+                cluster.admin(f"CREATE DATABASE bench_{r}")
+                runs.append((f"{trees[-1].name}:postgresql", trees[-1], {"QA_STORE_URL": cluster.url(f"bench_{r}")}))
             for name, tree, env in runs:
                 results[name].append(_measure(tree, env))
                 print(name, results[name][-1], file=sys.stderr)

@@ -301,7 +301,8 @@ def migrate(
         _print_json(report)
         return
     typer.echo(f"copied {copied['issues']} issues, {copied['articles']} articles, {copied['passages']} passages, "
-               f"{copied['terms']} terms\n  from {report['from']}\n  to   {report['to']} ({to_search} search files built)")
+               f"{copied['terms']} terms\n  from {report['from']}\n"
+               f"  to   {report['to']} ({to_search} search files built)")
 
 
 @contextmanager

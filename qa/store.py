@@ -264,7 +264,8 @@ class Store(ABC):
 
     @staticmethod
     def set_manifest(tx: Any, key: str, value: str) -> None:
-        """Record `key` = `value` in the manifest (inside `tx`). Usage: ``store.set_manifest(tx, "embed_backends", "torch")``"""
+        """Record `key` = `value` in the manifest (inside `tx`).
+        Usage: ``store.set_manifest(tx, "embed_backends", "torch")``"""
         tx.execute(_SET_MANIFEST, (key, value))
 
     def check_embedder(self, model_id: str, dim: int) -> None:
@@ -635,7 +636,8 @@ def store_exists(index_dir: Path, url: str | None = None) -> bool:
 
 
 def redact(url: str) -> str:
-    """`url` without its password, for messages. Usage: ``redact("postgresql://u:pw@h/db")`` → ``postgresql://u:***@h/db``"""
+    """`url` without its password, for messages.
+    Usage: ``redact("postgresql://u:pw@h/db")`` → ``postgresql://u:***@h/db``"""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 

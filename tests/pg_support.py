@@ -95,7 +95,7 @@ class Cluster:
             self.run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", timeout=60)
         except (RuntimeError, subprocess.TimeoutExpired):
             pid_file = self.data / "postmaster.pid"
-            if pid_file.exists():
+            if pid_file.exists() and pid_file.read_text().split():
                 os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -109,11 +109,11 @@ def pg_cluster():
                     "run scripts/install-postgres.sh (apt-get install postgresql)")
     if os.geteuid() == 0 and shutil.which("runuser") is None and shutil.which("su") is None:
         pytest.skip("running as root without runuser/su: initdb cannot be run as the postgres user")
-    cluster = Cluster(bindir).start()
+    cluster = Cluster(bindir)
     try:
-        yield cluster
+        yield cluster.start()
     finally:
-        cluster.stop()
+        cluster.stop()  # also after a failed start: whatever it left running, and the folder
 
 
 @pytest.fixture(scope="session")
