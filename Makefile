@@ -1,6 +1,7 @@
 # `make serve`: set up, build the index from seeds/ if needed, serve API + web page on 127.0.0.1:8000
 #               (`make serve PORT=8080 HOST=0.0.0.0 WORKERS=2` to change where and how many).
-# `make test`:  set up (including Chromium for the browser tests), run the whole test suite.
+# `make test`:  set up (including Chromium for the browser tests and PostgreSQL for the store
+#               tests), run the whole test suite.
 # `make test-quick`: the tests not marked slow (no seed index, no live server, no browser).
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 #   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: setup serve test test-quick browser eval bench
+.PHONY: setup serve test test-quick browser postgres eval bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,10 @@ serve: setup
 browser:
 	bash scripts/install-browser.sh
 
-test: setup browser
+postgres:
+	bash scripts/install-postgres.sh
+
+test: setup browser postgres
 	$(PY) -m pytest -q -rs
 
 test-quick: setup

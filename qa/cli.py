@@ -1,4 +1,4 @@
-"""The `qa` command line: ingest, remove, issues, show, search, ask, eval, serve.
+"""The `qa` command line: ingest, remove, reindex, migrate, issues, show, search, ask, eval, serve.
 
 Usage::
 
@@ -6,6 +6,7 @@ Usage::
     qa search "衡阳在百强市榜单中排第几？" --json
     qa ask "…" --url http://127.0.0.1:8000     # use a running server instead of loading the model
     qa serve --port 8000
+    qa migrate --to-store-url postgresql://qa:secret@db:5432/qa     # the archive into PostgreSQL
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -59,19 +61,40 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _existing_index(index: Optional[Path]) -> Path:
-    from qa.store import DB_NAME
+def _store_exists(directory: Path, url: Optional[str] = None) -> bool:
+    """Whether the configured store (or the one at `url`) holds an archive; a bad store URL or a
+    server that does not answer ends the command with its reason."""
+    from qa.store import StoreError, store_exists
 
+    try:
+        return store_exists(directory, url)
+    except StoreError as exc:
+        _fail(str(exc))
+
+
+def _where(directory: Path, url: Optional[str] = None) -> str:
+    """The archive's place for messages: the index folder, or the store's URL (no password)."""
+    from qa.store import redact
+
+    url = url if url is not None else get_settings().store_url
+    return f"{redact(url)} (search files in {directory})" if url else str(directory)
+
+
+def _existing_index(index: Optional[Path], url: Optional[str] = None) -> Path:
     directory = _index_dir(index)
-    if not (directory / DB_NAME).exists():
-        _fail(f"no index at {directory}; build one with: qa ingest PAGES --index {directory}")
+    if not _store_exists(directory, url):
+        _fail(f"no index at {_where(directory, url)}; build one with: qa ingest PAGES --index {directory}")
     return directory
 
 
-def _open_store(index: Optional[Path]):
-    from qa.store import Store
+def _open_store(index: Optional[Path], url: Optional[str] = None):
+    from qa.store import StoreError, open_store
 
-    return Store.open(_existing_index(index))
+    directory = _existing_index(index, url)
+    try:
+        return open_store(directory, url)
+    except StoreError as exc:
+        _fail(str(exc))
 
 
 def _searchable_index(index: Optional[Path]) -> Path:
@@ -79,7 +102,7 @@ def _searchable_index(index: Optional[Path]) -> Path:
     from its manifest, before the (slow) model load."""
     store = _open_store(index)
     if store.counts()["passages"] == 0:
-        _fail(f"the index at {store.directory} has no pages yet; add some with: "
+        _fail(f"the index at {_where(store.directory)} has no pages yet; add some with: "
               f"qa ingest PAGES --index {store.directory}")
     _check_model(store)
     return Path(store.directory)
@@ -132,9 +155,8 @@ def _check_range(date_from: Optional[str], date_to: Optional[str]) -> None:
 def _check_not_busy(directory: Path) -> None:
     """Fail now, not after the model load, when another process is writing the index."""
     from qa.index import Archive, IndexBusyError
-    from qa.store import DB_NAME
 
-    if not (directory / DB_NAME).exists():
+    if not _store_exists(directory):
         return
     try:
         with Archive(directory).writer():
@@ -155,7 +177,7 @@ def ingest(
     folders are listed as skipped."""
     from qa.index import IndexBusyError
     from qa.ingest import ingest_paths, skipped_files
-    from qa.store import DB_NAME, IndexMismatchError
+    from qa.store import IndexMismatchError
 
     settings = get_settings()
     paths = paths or [settings.seeds_dir]
@@ -164,7 +186,7 @@ def ingest(
         _fail(f"no such file or folder: {', '.join(missing)}")
     directory = _index_dir(index)
     _check_not_busy(directory)
-    if not rebuild and (directory / DB_NAME).exists():
+    if not rebuild and _store_exists(directory):
         _check_model(_open_store(directory))
     skipped = skipped_files(paths)
     try:
@@ -230,6 +252,74 @@ def reindex(index: Optional[Path] = IndexOpt) -> None:
     except IndexBusyError as exc:
         _fail(str(exc))
     typer.echo(f"search files rebuilt: {n} passages")
+
+
+@app.command()
+def migrate(
+    to_store_url: Optional[str] = typer.Option(
+        None, "--to-store-url", help="The target store: postgresql://user:password@host:port/dbname, or 'sqlite' "
+                                     "(the default) for SQLite in --to-index."),
+    to_index: Optional[Path] = typer.Option(
+        None, "--to-index", help="The target's index folder (its search files; the SQLite file too). "
+                                 "Default: the source's folder, when the target is PostgreSQL."),
+    to_search: str = typer.Option("faiss", "--to-search", help="The target's search backend: faiss or milvus."),
+    store_url: Optional[str] = typer.Option(None, "--store-url", help="The source store (default: $QA_STORE_URL)."),
+    index: Optional[Path] = IndexOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """Copy the archive into another store without re-embedding (SQLite ⇄ PostgreSQL): rows in
+    batches, vectors as stored; then the target's search files are built from the target store.
+
+    Usage: ``qa migrate --to-store-url postgresql://qa@db/qa``, and back:
+    ``qa migrate --store-url postgresql://qa@db/qa --to-index index-sqlite``"""
+    from qa.index import Archive, IndexBusyError
+    from qa.store import StoreError, copy_store, open_store
+
+    if to_search not in ("faiss", "milvus"):
+        _fail(f"--to-search must be faiss or milvus, not {to_search!r}", code=2)
+    source_url = store_url if store_url is not None else get_settings().store_url
+    target_url = None if to_store_url in (None, "", "sqlite") else to_store_url
+    source_dir = _existing_index(index, source_url or "")
+    if target_url is None and to_index is None:
+        _fail("a SQLite target needs its folder: --to-index DIR", code=2)
+    target_dir = to_index or source_dir
+    if (source_url or None) == target_url and (target_url or source_dir.resolve() == target_dir.resolve()):
+        _fail(f"the source and the target are the same store ({_where(source_dir, source_url or '')})", code=2)
+    try:
+        source = open_store(source_dir, source_url or "")
+        target = open_store(target_dir, target_url or "")
+        with source.writer_lock(), _search_backend(to_search):
+            archive = Archive(target_dir, store=target)
+            with archive.writer():
+                copied = copy_store(source, target)
+                archive.refresh_derived(rebuild=True)
+    except (StoreError, IndexBusyError) as exc:
+        _fail(str(exc))
+    report = {"from": _where(source_dir, source_url or ""), "to": _where(target_dir, target_url or ""),
+              "search": to_search, "copied": copied, "counts": target.counts()}
+    if json_out:
+        _print_json(report)
+        return
+    typer.echo(f"copied {copied['issues']} issues, {copied['articles']} articles, {copied['passages']} passages, "
+               f"{copied['terms']} terms\n  from {report['from']}\n"
+               f"  to   {report['to']} ({to_search} search files built)")
+
+
+@contextmanager
+def _search_backend(name: str):
+    """The settings with QA_SEARCH_BACKEND = `name` while the block runs (the target archive
+    picks its search index from them, as a server would)."""
+    before = os.environ.get("QA_SEARCH_BACKEND")
+    os.environ["QA_SEARCH_BACKEND"] = name
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("QA_SEARCH_BACKEND", None)
+        else:
+            os.environ["QA_SEARCH_BACKEND"] = before
+        get_settings.cache_clear()
 
 
 @app.command("issues")
@@ -405,9 +495,7 @@ def serve(
 
 
 def _has_pages(directory: Path) -> bool:
-    from qa.store import DB_NAME, Store
-
-    return (directory / DB_NAME).exists() and Store.open(directory).counts()["passages"] > 0
+    return _store_exists(directory) and _open_store(directory).counts()["passages"] > 0
 
 
 def _check_index_to_serve(settings: Settings, may_seed: bool) -> None:

@@ -18,7 +18,6 @@ Usage::
 
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -28,38 +27,29 @@ import numpy as np
 from qa.chunk import Passage
 from qa.parse import Page
 from qa.search import IndexRows, SearchView, date_int, open_search_index
-from qa.store import Store, article_id, dequantize, quantize
-
-
-class IndexBusyError(RuntimeError):
-    """Another process is writing this index."""
+from qa.store import IndexBusyError, Store, article_id, dequantize, open_store, quantize
 
 
 class Archive:
     """The index directory: write pages, remove pages, and hand out snapshots for retrieval.
     `search` is the engine QA_SEARCH_BACKEND names (qa.search.open_search_index)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, store: Store | None = None):
         self.directory = Path(directory)
-        self.store = Store.open(self.directory)
+        self.store = store or open_store(self.directory)  # the configured store (QA_STORE_URL)
         self.search = open_search_index(self.directory, self.store)
         self.search.recover = self._recover
 
     # -- writing ----------------------------------------------------------------------------
     @contextmanager
     def writer(self) -> Iterator[None]:
-        """Exclusive write access across processes (flock); released even on SIGKILL."""
-        lock_path = self.directory / ".writer.lock"
-        fh = open(lock_path, "a+")
-        try:
+        """Exclusive write access across processes (and machines, with a shared store): the
+        store's writer lock (IndexBusyError when held elsewhere); released even on SIGKILL."""
+        with self.store.writer_lock():
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise IndexBusyError(f"another process is writing the index {self.directory}; try again later")
-            yield
-        finally:
-            self.search.reset()
-            fh.close()
+                yield
+            finally:
+                self.search.reset()
 
     def write_page(self, page: Page, passages: list[Passage], vectors: np.ndarray, tokens: list[list[str]]) -> None:
         """Store one page atomically (replacing any earlier version). Call inside `writer()`."""

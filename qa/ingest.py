@@ -222,7 +222,7 @@ def record_backend(store, backend: str, reset: bool = False) -> None:
     seen = [] if reset else [b for b in store.manifest().get("embed_backends", "").split(",") if b]
     if backend not in seen:
         with store.transaction() as tx:
-            tx.execute("INSERT OR REPLACE INTO manifest VALUES ('embed_backends', ?)", (",".join([*seen, backend]),))
+            store.set_manifest(tx, "embed_backends", ",".join([*seen, backend]))
 
 
 def ingest_paths(

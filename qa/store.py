@@ -1,6 +1,14 @@
-"""store: the archive's relational store (SQLite) — issues, articles, passages with their
-embeddings, the BM25 vocabulary and the manifest. It is the source of truth: the search files
-are derived from it and can always be rebuilt from it without re-embedding.
+"""store: the archive's relational store — issues, articles, passages with their embeddings,
+the BM25 vocabulary and the manifest. It is the source of truth: the search files are derived
+from it and can always be rebuilt from it without re-embedding.
+
+This module is the interface (`Store`), the rows that cross it, the helpers every
+implementation shares (quantize, layout, ids, the SQL itself) and the factory `open_store`, which
+picks the implementation from configuration (`QA_STORE_URL`):
+
+- unset: `qa.store_sqlite.SQLiteStore`, one SQLite file in the index folder (the embedded default);
+- ``postgresql://user:password@host:port/dbname``: `qa.store_postgres.PostgresStore` (SQLAlchemy 2
+  with psycopg 3), shared by any number of servers and one writer at a time.
 
 Lean by design (about 1M passages on one disk): the page text is stored once; an article's body
 is rebuilt from it (the source spans of its lines) and a passage's text is a span of its article's
@@ -9,9 +17,13 @@ once, as int8 with a float32 scale (cosine to the float vector > 0.999). Tokens 
 they are re-derived from the text when the search files are rebuilt. A passage's `vec_id` is a
 dense sequential integer (never reused), which keeps the search files' id arrays small.
 
+The SQL below is written once, in the dialect SQLite and PostgreSQL share (``?`` parameters,
+``ON CONFLICT``, ``RETURNING``); an implementation supplies the connection handles, the schema,
+transactions and the writer lock.
+
 Usage::
 
-    store = Store.open(Path("index"))
+    store = open_store(Path("index"))            # or Store.open(Path("index"))
     with store.transaction() as tx:
         vec_ids = store.replace_page(tx, page, passages, vectors)
     store.issue("000_72e2c7496de26bfa")
@@ -21,13 +33,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import sqlite3
-import threading
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -35,74 +47,34 @@ from qa.chunk import Passage
 from qa.parse import Issue, Page, PageError
 
 FORMAT_VERSION = "3"
-DB_NAME = "archive.sqlite3"
+DB_NAME = "archive.sqlite3"  # the SQLite store's file in the index folder
 DEFAULT_PAGES_ROOT = ".."  # the folder holding the index folder, written relative to the index
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS manifest (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS issues (
-    id TEXT PRIMARY KEY, source TEXT NOT NULL UNIQUE, checksum TEXT NOT NULL, encoding TEXT NOT NULL,
-    paper TEXT, date TEXT, date_source TEXT, weekday TEXT, issue_no TEXT, page INTEGER,
-    page_count INTEGER, text TEXT NOT NULL, date_evidence TEXT,
-    legacy_source INTEGER NOT NULL DEFAULT 0  -- named by an index format before 2 (see page_name)
-);
-CREATE TABLE IF NOT EXISTS articles (
-    id TEXT PRIMARY KEY, issue_id TEXT NOT NULL REFERENCES issues(id) ON DELETE CASCADE,
-    idx INTEGER NOT NULL, headline TEXT, kicker TEXT, subtitle TEXT, byline TEXT, dateline TEXT,
-    start INTEGER NOT NULL, "end" INTEGER NOT NULL, continuations TEXT NOT NULL,
-    layout BLOB,  -- int32: paragraphs, then per paragraph its lines' source spans (see body_from_layout)
-    body TEXT  -- only where the layout does not reproduce the body
-);
-CREATE TABLE IF NOT EXISTS passages (
-    vec_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    article_id TEXT NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, start INTEGER NOT NULL, "end" INTEGER NOT NULL,
-    body_start INTEGER NOT NULL, body_end INTEGER NOT NULL,  -- the text's span in the article body
-    text TEXT,  -- only where that span does not reproduce it
-    embedding BLOB NOT NULL  -- int8 × dim, then a float32 scale
-);
-CREATE TABLE IF NOT EXISTS terms (id INTEGER PRIMARY KEY, term TEXT NOT NULL UNIQUE);
-CREATE INDEX IF NOT EXISTS passages_article ON passages(article_id, ordinal);
-CREATE INDEX IF NOT EXISTS articles_issue ON articles(issue_id, idx);
-CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum);
-"""
+# Columns of each table in the order `dump_rows`/`load_rows` copy them (qa migrate), and the key
+# that orders and pages a copy.
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "manifest": ("key", ("key", "value")),
+    "issues": ("id", ("id", "source", "checksum", "encoding", "paper", "date", "date_source", "weekday",
+                      "issue_no", "page", "page_count", "text", "date_evidence", "legacy_source")),
+    "articles": ("id", ("id", "issue_id", "idx", "headline", "kicker", "subtitle", "byline", "dateline",
+                        "start", "end", "continuations", "layout", "body")),
+    "passages": ("vec_id", ("vec_id", "id", "article_id", "ordinal", "start", "end", "body_start", "body_end",
+                            "text", "embedding")),
+    "terms": ("id", ("id", "term")),
+}
+
+_SET_MANIFEST = ("INSERT INTO manifest (key, value) VALUES (?, ?) "
+                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+_INIT_MANIFEST = "INSERT INTO manifest (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING"
 
 
-def _migrate_1_to_2(tx: sqlite3.Connection) -> None:
-    """Format 2 names pages by path below the pages root; older names are kept, marked legacy."""
-    tx.execute("ALTER TABLE issues ADD COLUMN date_evidence TEXT")
-    tx.execute("ALTER TABLE issues ADD COLUMN legacy_source INTEGER NOT NULL DEFAULT 0")
-    tx.execute("UPDATE issues SET legacy_source = 1")
-    tx.execute("CREATE INDEX IF NOT EXISTS issues_checksum ON issues(checksum)")
+class StoreError(RuntimeError):
+    """The store cannot be opened: a bad QA_STORE_URL, a server that does not answer, no rights."""
 
 
-def _migrate_2_to_3(tx: sqlite3.Connection) -> None:
-    """Format 3 stores text and vectors once and numbers passages densely (see the module doc)."""
-    for name in ("passages_issue", "passages_article", "articles_issue"):
-        tx.execute(f"DROP INDEX IF EXISTS {name}")
-    tx.execute("ALTER TABLE passages RENAME TO old_passages")
-    tx.execute("ALTER TABLE articles RENAME TO old_articles")
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            tx.execute(statement)
-    tx.execute('INSERT INTO articles (id, issue_id, idx, headline, kicker, subtitle, byline, dateline, start, '
-               '"end", continuations, layout, body) SELECT id, issue_id, idx, headline, kicker, subtitle, '
-               'byline, dateline, start, "end", continuations, NULL, body FROM old_articles')
-    bodies: dict[str, str] = {}
-    rows = tx.execute('SELECT p.id, p.article_id, p.ordinal, p.start, p."end", p.text, p.embedding, a.body '
-                      "FROM old_passages p JOIN old_articles a ON a.id = p.article_id "
-                      "ORDER BY a.issue_id, a.idx, p.ordinal").fetchall()
-    for r in rows:
-        bodies[r["article_id"]] = r["body"]
-        vector = np.frombuffer(r["embedding"], dtype=np.float32)[None, :]
-        _insert_passage(tx, r["id"], r["article_id"], r["ordinal"], r["start"], r["end"], r["text"],
-                        r["body"], quantize(vector)[0])
-    tx.execute("DROP TABLE old_passages")
-    tx.execute("DROP TABLE old_articles")
+class IndexBusyError(RuntimeError):
+    """Another process (on this machine or, with PostgreSQL, any other) is writing the archive."""
 
-
-_MIGRATIONS = {"1": ("2", _migrate_1_to_2), "2": ("3", _migrate_2_to_3)}  # format → (next, step), in place
 
 _ASCII_WORD = re.compile(r"[A-Za-z0-9_]")
 
@@ -155,14 +127,14 @@ def body_from_layout(page_text: str, layout: bytes) -> str:
     return "\n".join(paragraphs)
 
 
-def _insert_passage(tx: sqlite3.Connection, pid: str, art_id: str, ordinal: int, start: int, end: int,
+def _insert_passage(tx, pid: str, art_id: str, ordinal: int, start: int, end: int,
                     text: str, body: str, embedding: bytes) -> int:
     at = body.find(text) if text else -1
     span, kept = ((at, at + len(text)), None) if at >= 0 else ((0, 0), text)
-    cur = tx.execute('INSERT INTO passages (id, article_id, ordinal, start, "end", body_start, body_end, text, '
-                     "embedding) VALUES (?,?,?,?,?,?,?,?,?)",
-                     (pid, art_id, ordinal, start, end, span[0], span[1], kept, embedding))
-    return cur.lastrowid
+    rows = tx.execute('INSERT INTO passages (id, article_id, ordinal, start, "end", body_start, body_end, text, '
+                      "embedding) VALUES (?,?,?,?,?,?,?,?,?) RETURNING vec_id",
+                      (pid, art_id, ordinal, start, end, span[0], span[1], kept, embedding)).fetchall()
+    return rows[0][0]
 
 
 class IndexMismatchError(RuntimeError):
@@ -230,73 +202,53 @@ def page_name(path: Path, root: Path) -> str:
         return resolved.as_posix()
 
 
-class Store:
-    """SQLite store; one connection per thread (WAL mode: readers never block the writer)."""
+
+class Store(ABC):
+    """The relational store's interface. Implementations supply the connections (`conn` for
+    reads, `transaction` for all-or-nothing writes), the schema and the writer lock; the queries
+    are shared. A `tx` handed to a method is what `transaction()` yields; `conn` and `tx` both
+    answer ``execute(sql, params)`` with rows readable by position and by column name.
+
+    Usage: ``store = Store.open(Path("index")); store.counts()``"""
+
+    directory: Path  # the index folder (local search files; the SQLite file, when SQLite)
 
     def __init__(self, directory: Path):
-        self.directory = directory
-        self.path = directory / DB_NAME
-        self._local = threading.local()
+        self.directory = Path(directory)
         self._reserved_ids: dict[str, str] = {}  # id → source, handed out by check_identity
 
     @classmethod
-    def open(cls, directory: Path) -> "Store":
-        directory.mkdir(parents=True, exist_ok=True)
-        store = cls(directory)
-        store._migrate()
-        store.conn.executescript(_SCHEMA)
-        with store.transaction() as tx:
-            tx.execute("INSERT OR IGNORE INTO manifest VALUES ('format_version', ?)", (FORMAT_VERSION,))
-            tx.execute("INSERT OR IGNORE INTO manifest VALUES ('generation', '0')")
-            tx.execute("INSERT OR IGNORE INTO manifest VALUES ('pages_root', ?)", (DEFAULT_PAGES_ROOT,))
-        return store
-
-    def _migrate(self) -> None:
-        """Bring an index written by an older format up to this one, in place, one step per
-        transaction. Each step bumps the generation, so the search files are rebuilt after it."""
-        conn = self.conn
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='manifest'").fetchone() is None:
-            return
-        while True:
-            with self.transaction() as tx:
-                row = tx.execute("SELECT value FROM manifest WHERE key='format_version'").fetchone()
-                step = _MIGRATIONS.get(row["value"]) if row else None
-                if step is None:
-                    return
-                target, migrate = step
-                migrate(tx)
-                tx.execute("UPDATE manifest SET value = ? WHERE key='format_version'", (target,))
-                self.bump_generation(tx)
+    def open(cls, directory: Path, url: str | None = None) -> "Store":
+        """The configured store for the index folder `directory` (see `open_store`)."""
+        return open_store(directory, url)
 
     @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            self._local.conn = conn
-        return conn
+    @abstractmethod
+    def location(self) -> str:
+        """Where the rows live, for messages: a file path or a URL without its password."""
+
+    @property
+    @abstractmethod
+    def conn(self) -> Any:
+        """A read handle for this thread: ``conn.execute(sql, params)``."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Any]:
+        """All-or-nothing write: yields a `tx`, committed on exit, rolled back on any error."""
+
+    @abstractmethod
+    def writer_lock(self) -> AbstractContextManager[None]:
+        """Exclusive write access to the archive, across processes (and machines, where the store
+        is shared); raises `IndexBusyError` at once when another writer holds it; released when
+        the holder exits, however it exits."""
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Release this thread's connection (the store stays usable)."""
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """All-or-nothing write: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+    def _init_manifest(self, tx: Any) -> None:
+        for key, value in (("format_version", FORMAT_VERSION), ("generation", "0"),
+                           ("pages_root", DEFAULT_PAGES_ROOT)):
+            tx.execute(_INIT_MANIFEST, (key, value))
 
     # -- manifest -------------------------------------------------------------------------
     def manifest(self) -> dict[str, str]:
@@ -307,27 +259,33 @@ class Store:
         return int(row["value"]) if row else 0
 
     @staticmethod
-    def bump_generation(tx: sqlite3.Connection) -> None:
-        tx.execute("UPDATE manifest SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+    def bump_generation(tx: Any) -> None:
+        tx.execute("UPDATE manifest SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key='generation'")
+
+    @staticmethod
+    def set_manifest(tx: Any, key: str, value: str) -> None:
+        """Record `key` = `value` in the manifest (inside `tx`).
+        Usage: ``store.set_manifest(tx, "embed_backends", "torch")``"""
+        tx.execute(_SET_MANIFEST, (key, value))
 
     def check_embedder(self, model_id: str, dim: int) -> None:
         """Record the embedding model on first use; refuse an index built with another one."""
         m = self.manifest()
         if m.get("format_version") != FORMAT_VERSION:
             raise IndexMismatchError(
-                f"index {self.directory} has format {m.get('format_version')!r}, written by a newer "
+                f"index {self.location} has format {m.get('format_version')!r}, written by a newer "
                 f"version of this program (this one reads up to {FORMAT_VERSION!r}); upgrade, or rebuild "
                 f"it with: qa ingest --rebuild --index {self.directory}"
             )
         built_with = m.get("embed_model")
         if built_with is None:
             with self.transaction() as tx:
-                tx.execute("INSERT OR REPLACE INTO manifest VALUES ('embed_model', ?)", (model_id,))
-                tx.execute("INSERT OR REPLACE INTO manifest VALUES ('embed_dim', ?)", (str(dim),))
+                self.set_manifest(tx, "embed_model", model_id)
+                self.set_manifest(tx, "embed_dim", str(dim))
             return
         if built_with != model_id or int(m.get("embed_dim", dim)) != dim:
             raise IndexMismatchError(
-                f"index {self.directory} was built with embedding model {built_with!r} "
+                f"index {self.location} was built with embedding model {built_with!r} "
                 f"(dim {m.get('embed_dim')}), but the configured model is {model_id!r} (dim {dim}). "
                 f"Rebuild it with: qa ingest --rebuild --index {self.directory}  "
                 f"(or set QA_EMBED_MODEL={built_with})"
@@ -335,7 +293,7 @@ class Store:
 
     # -- writes ---------------------------------------------------------------------------
     @staticmethod
-    def replace_page(tx: sqlite3.Connection, page: Page, passages: list[Passage], vectors: np.ndarray) -> list[int]:
+    def replace_page(tx: Any, page: Page, passages: list[Passage], vectors: np.ndarray) -> list[int]:
         """Insert a page, replacing any earlier version of the same source (inside `tx`); returns
         the new passages' vec_ids. Its id was settled by `check_identity`; an id held by another
         source is refused."""
@@ -371,7 +329,7 @@ class Store:
                                 p.text, bodies[p.article_index], code)
                 for p, code in zip(passages, codes, strict=True)]
 
-    def term_ids(self, tx: sqlite3.Connection, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
+    def term_ids(self, tx: Any, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
         """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`)."""
         terms = list(set(terms))
         found: dict[str, int] = {}
@@ -385,12 +343,12 @@ class Store:
                 found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
         return found
 
-    def remove_page(self, tx: sqlite3.Connection, source_or_id: str) -> bool:
+    def remove_page(self, tx: Any, source_or_id: str) -> bool:
         """Delete a page (by source file name or issue id) with its articles and passages."""
         cur = tx.execute("DELETE FROM issues WHERE id = ? OR source = ?", (source_or_id, source_or_id))
         return cur.rowcount > 0
 
-    def clear(self, tx: sqlite3.Connection) -> None:
+    def clear(self, tx: Any) -> None:
         tx.execute("DELETE FROM issues")
         tx.execute("DELETE FROM terms")
         tx.execute("DELETE FROM manifest WHERE key IN ('embed_model', 'embed_dim')")
@@ -600,12 +558,118 @@ class Store:
                    "dates": [r["date"] for r in rows], "issue_nos": [r["issue_no"] for r in rows],
                    "headlines": [r["headline"] for r in rows], "texts": texts}
 
+    # -- copying a whole store (qa migrate) ---------------------------------------------------
+    def dump_rows(self, table: str, batch: int = 1000) -> Iterator[list[tuple]]:
+        """The rows of `table` (columns as `TABLES` lists them) in key order, `batch` at a time.
+        Usage: ``for rows in store.dump_rows("issues"): ...``"""
+        key, columns = TABLES[table]
+        cols = ", ".join(f'"{c}"' for c in columns)
+        at = columns.index(key)
+        last = None
+        while True:
+            where = "" if last is None else f'WHERE "{key}" > ? '
+            rows = self.conn.execute(f'SELECT {cols} FROM {table} {where}ORDER BY "{key}" LIMIT ?',
+                                     ([] if last is None else [last]) + [batch]).fetchall()
+            if not rows:
+                return
+            last = rows[-1][at]
+            yield [tuple(r) for r in rows]
 
-def _issue(r: sqlite3.Row) -> IssueRow:
+    def load_rows(self, tx: Any, table: str, rows: list[tuple]) -> None:
+        """Insert rows as `dump_rows` gives them (inside `tx`); ids are kept as they are."""
+        _, columns = TABLES[table]
+        if rows:
+            tx.executemany(f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
+                           f'VALUES ({",".join("?" * len(columns))})', rows)
+
+    def after_load(self, tx: Any) -> None:
+        """Called once after `load_rows` has filled the store: id sequences move past the copied ids."""
+
+
+
+def _issue(r: Any) -> IssueRow:
     return IssueRow(**{k: r[k] for k in IssueRow.__dataclass_fields__})
 
 
-def _article(r: sqlite3.Row, page_text: str | None) -> ArticleRow:
+def _article(r: Any, page_text: str | None) -> ArticleRow:
     d = {k: r[k] for k in ArticleRow.__dataclass_fields__ if k not in ("continuations", "body")}
     body = r["body"] if r["body"] is not None else body_from_layout(page_text or "", r["layout"])
     return ArticleRow(**d, continuations=json.loads(r["continuations"]), body=body)
+
+
+def _implementation(url: str | None):
+    """The store class for `url` (None or empty: SQLite in the index folder)."""
+    if not url:
+        from qa.store_sqlite import SQLiteStore
+
+        return SQLiteStore
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        from qa.store_postgres import PostgresStore
+
+        return PostgresStore
+    raise StoreError(f"QA_STORE_URL {redact(url)!r} is not a store this program knows: leave it unset for "
+                     f"SQLite in the index folder, or give postgresql://user:password@host:port/dbname")
+
+
+def open_store(index_dir: Path, url: str | None = None) -> Store:
+    """The archive's store for the index folder `index_dir`: SQLite there unless `url` (default:
+    the `store_url` setting, QA_STORE_URL) names another; created on first use, migrated from an
+    older format in place. Raises `StoreError` for a URL it cannot use.
+
+    Usage: ``store = open_store(Path("index"))`` or ``open_store(Path("index"), "postgresql://qa@db/qa")``"""
+    if url is None:
+        from qa.config import get_settings
+
+        url = get_settings().store_url
+    return _implementation(url).open(Path(index_dir), url)
+
+
+def store_exists(index_dir: Path, url: str | None = None) -> bool:
+    """Whether the configured store already holds an archive (without creating one).
+    Usage: ``store_exists(Path("index"))``"""
+    if url is None:
+        from qa.config import get_settings
+
+        url = get_settings().store_url
+    return _implementation(url).exists(Path(index_dir), url)
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for messages.
+    Usage: ``redact("postgresql://u:pw@h/db")`` → ``postgresql://u:***@h/db``"""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+COPIED_MANIFEST = ("embed_model", "embed_dim", "embed_backends")
+
+
+def copy_store(source: Store, target: Store, batch: int = 1000) -> dict[str, int]:
+    """Copy every row of `source` into the empty store `target` without re-embedding: issues,
+    articles, passages (ids and vectors as stored) and terms, `batch` rows per transaction, so
+    memory stays bounded; then the model's manifest entries and the pages root (as the same
+    folder, seen from the target's index folder). Returns the rows copied per table. The caller
+    holds both writer locks and rebuilds the target's search files afterwards.
+
+    Usage: ``copy_store(open_store(Path("index")), open_store(Path("index"), "postgresql://…"))``"""
+    held = target.counts()["issues"]
+    if held:
+        raise StoreError(f"the target store {target.location} already holds {held} pages; "
+                         f"migrate into an empty one")
+    copied = {}
+    for table in ("issues", "articles", "passages", "terms"):
+        copied[table] = 0
+        for rows in source.dump_rows(table, batch):
+            with target.transaction() as tx:
+                target.load_rows(tx, table, rows)
+            copied[table] += len(rows)
+    manifest = source.manifest()
+    root = os.path.relpath(source.pages_root, target.directory.resolve())
+    with target.transaction() as tx:
+        target.after_load(tx)
+        for key in COPIED_MANIFEST:
+            if key in manifest:
+                target.set_manifest(tx, key, manifest[key])
+        target.set_manifest(tx, "pages_root", root)
+        target.bump_generation(tx)
+    return copied

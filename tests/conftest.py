@@ -21,7 +21,7 @@ DEV = ROOT / "eval" / "dev.jsonl"
 
 # The browser fixtures, registered once: star-importing them into each test module would make
 # one session-scoped Chromium per module, and Playwright's sync API refuses a second at a time.
-pytest_plugins = ["browser_support"]
+pytest_plugins = ["browser_support", "pg_support"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -56,7 +56,7 @@ def test_an_inferred_date_is_bracketed_and_labelled(source):
 # --- through the index ------------------------------------------------------------------------
 
 def test_inferred_dates_reach_the_store_and_the_citation(seed_index):
-    store = Store(seed_index)
+    store = Store.open(seed_index)
     issue = store.issue("004_88725a97d360d681")
     assert (issue.date, issue.date_source) == ("2021-08-18", "inferred")
     assert "2021年第15次常务会议" in issue.date_evidence
@@ -74,7 +74,7 @@ def test_inferred_dates_reach_the_store_and_the_citation(seed_index):
 
 
 def test_citation_of_a_printed_page_matches_make_citation(seed_index):
-    store = Store(seed_index)
+    store = Store.open(seed_index)
     issue = store.issue("001_f6fea3e315053468")
     article = next(a for a in store.articles(issue.id) if a.headline == "学习贯彻习近平总书记重要讲话指示精神")
     passage = store.passages_of_article(article.id)[0]

@@ -16,6 +16,7 @@ from qa.config import Settings
 from qa.embed import load_embedder
 from qa.index import Archive
 from qa.retrieve import HybridRetriever
+from qa.store import open_store
 from qa.understand import Turn
 
 
@@ -24,7 +25,7 @@ class Services:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.archive = Archive(settings.index_dir)
+        self.archive = Archive(settings.index_dir, store=open_store(settings.index_dir, settings.store_url))
         self.embedder = load_embedder(settings.embed_model)
         self.archive.store.check_embedder(self.embedder.model_id, self.embedder.dim)
         self.retriever = HybridRetriever(self.archive, self.embedder)
