@@ -7,15 +7,18 @@ sentence-transformers/transformers folder or a Hugging Face hub name that is alr
 local hub cache: nothing is ever downloaded.
 
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
-`qa.embed_onnx.OnnxInt8Encoder` (default on CPU: int8, ~1.5-2x fp32 PyTorch, cosine ≥ 0.99 to it)
-or `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA). The `Embedder` in front adds the
-model family's query/passage prefixes and batches concurrent calls from many threads into shared
-model calls (`MicroBatcher`), which is what lets a server answer 32 clients faster than one.
+`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA) or `qa.embed_onnx.OnnxInt8Encoder`
+(CPU, int8, ~1.5x fp32, cosine ≥ 0.99 to it). With the default `auto`, ingest embeds passages
+with int8 on a CPU (`load_ingest_embedder`) while questions and answer sentences are embedded in
+fp32 (`load_embedder`): int8 passage vectors searched with fp32 question vectors rank the dev set
+exactly as fp32 ones do, where int8 questions lose one of 34 at rank 1. The `Embedder` in front
+adds the model family's query/passage prefixes and batches concurrent calls from many threads
+into shared model calls (`MicroBatcher`).
 
 Usage::
 
-    emb = load_embedder()                       # DEFAULT_MODEL, cached per process
-    P = emb.embed_passages([p.text for p in passages], progress=True)   # (n, emb.dim) float32
+    emb = load_embedder()                       # DEFAULT_MODEL, cached per process (questions)
+    P = load_ingest_embedder().embed_passages([p.text for p in passages])   # (n, emb.dim) float32
     q = emb.embed_query("衡阳入选了哪份国家物流枢纽名单？")              # (emb.dim,)
     scores = P @ q                               # cosine similarities
 """
@@ -368,9 +371,8 @@ def resolve_device(device: str) -> str:
 
 def make_encoder(path: Path, device: str, backend: str) -> Encoder:
     """The `Encoder` for a model folder: `backend` 'auto' → torch (fp32 on CPU, fp16 on CUDA);
-    'torch'; 'onnx-int8' (CPU only, opt-in: about 1.4x faster, but on the dev set it ranked one
-    question in 34 lower and quoted the evidence in one answer fewer than fp32, outside the 0.01
-    of recall the int8 path must keep to be the default).
+    'torch'; 'onnx-int8' (CPU only: about 1.5x faster; used for questions too it ranked one dev
+    question in 34 lower than fp32, so `auto` uses it for ingest only, see `ingest_backend`).
 
     Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "onnx-int8").backend  # 'onnx-int8'``
     """
