@@ -111,6 +111,13 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
+def warm_up(url: str, questions: list[str]) -> None:
+    with httpx.Client(base_url=url, timeout=300) as http:
+        for q in questions:
+            http.post("/api/search", json={"query": q, "top_k": 5})
+            http.post("/api/ask", json={"question": q})
+
+
 def measured(url: str, clients: int, args, questions: list[str], server_pid: int | None) -> dict:
     cpu0 = cpu_seconds(server_pid) if server_pid else None
     report = run(url, clients, args.seconds, args.max_requests, questions)
@@ -149,8 +156,8 @@ def main() -> None:
         url = server.url
     counts = [int(c) for c in str(args.clients).split(",")]
     try:
-        if server:  # a few requests first: lazy loads and caches are not what is measured
-            run(url, 4, 3, 40, questions)
+        if server:  # every question once through each endpoint first: lazy loads and the
+            warm_up(url, questions)  # answer-sentence cache are not what is measured
         reports = [measured(url, c, args, questions, server.proc.pid if server else None) for c in counts]
     finally:
         if server:
