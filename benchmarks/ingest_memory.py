@@ -89,8 +89,12 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="ingest-mem-"))
     pages_dir, index_dir = work / "pages", work / "index"
     shutil.rmtree(work / "index", ignore_errors=True)
-    if not pages_dir.exists():
-        write_many_pages(pages_dir, args.pages)
+    if not pages_dir.exists():  # in a child: the news corpus in memory is not ingest's memory
+        import multiprocessing as mp
+
+        child = mp.get_context("spawn").Process(target=write_many_pages, args=(pages_dir, args.pages))
+        child.start()
+        child.join()
     from qa.config import get_settings
     from qa.ingest import ingest_paths
 
