@@ -152,11 +152,11 @@ def passage_text_bytes(index_dir: Path) -> float:
 
 
 def add_remove_one(index_dir: Path, page: Path) -> dict:
-    from qa.embed import load_embedder
+    from qa.embed import load_ingest_embedder
     from qa.ingest import ingest_paths, remove_sources
     from qa.store import Store
 
-    load_embedder()  # timed below without the model load
+    load_ingest_embedder()  # timed below without the model load
     t0 = time.perf_counter()
     report = ingest_paths([page], index_dir, progress=False)
     add = time.perf_counter() - t0

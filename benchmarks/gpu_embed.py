@@ -12,6 +12,7 @@ Two steps, because the GPU machine has no network:
   with QA_DEVICE=cuda (model already loaded, as in a long-running ingest), and prints one JSON.
 
     python benchmarks/gpu_embed.py prepare --pages 1000
+    python benchmarks/gpu_embed.py stages --pages 200     # here, on CPU: ingest minus the model
     bash benchmarks/gpu_embed.sh            # on the GPU machine; JSON also in $OUT/gpu_embed.json
 """
 
@@ -98,7 +99,7 @@ def encode_rates(model_dir: Path, texts: list[str], batch_sizes: list[int]) -> d
     from sentence_transformers import SentenceTransformer
 
     out = {}
-    for dtype in ("fp16", "fp32"):
+    for dtype in ("fp16",):  # fp32 on a GPU is only ever slower
         model = SentenceTransformer(str(model_dir), device="cuda", local_files_only=True)
         if dtype == "fp16":
             model.half()
@@ -125,10 +126,100 @@ def ingest_rate(model_dir: Path, pages: Path) -> dict:
     index = Path(tempfile.mkdtemp(prefix="gpu-index-"))
     report = ingest_paths([pages], index, embed_model=str(model_dir), progress=False)
     return {"backend": emb.backend, "device": emb.device, "model_load_s": round(load_s, 1),
-            "reader_processes": reader_processes(), "pages": report.pages, "passages": report.passages,
-            "failures": len(report.failures), "seconds": round(report.seconds, 2),
-            "embed_seconds": round(report.embed_seconds, 2),
+            "reader_processes": reader_processes(), **_report_json(report)}
+
+
+class FreeEncoder:
+    """An `Encoder` whose model costs nothing: it tokenizes like the real one (the fast
+    tokenizer, in the calling thread) and returns random unit vectors. It stands in for a GPU
+    fast enough to be free, so that ingest's own cost (parse, chunk, jieba, store, search
+    files) shows; never used outside this benchmark."""
+
+    backend, device, batch_size, batch_invariant, prompts = "free", "cuda", 4096, True, {}
+
+    def __init__(self, folder: Path):
+        from qa.embed_onnx import load_tokenizer
+
+        self.dim = int(json.loads((folder / "config.json").read_text())["hidden_size"])
+        self.max_seq_length = 512
+        self.tokenizer, _ = load_tokenizer(folder, self.max_seq_length)
+
+    def encode(self, texts: list[str], batch_size: int):
+        import numpy as np
+
+        return self.encode_ids(self.tokenizer.encode_batch(texts), batch_size)
+
+    def encode_ids(self, ids: list, batch_size: int):
+        import numpy as np
+
+        v = np.random.default_rng(len(ids)).standard_normal((len(ids), self.dim)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def free_ingest(pages: Path, folder: Path, readers: int | None = None) -> dict:
+    """Ingest the pages under `pages` with `FreeEncoder` (the model costs nothing): passages/s
+    of everything else and where the time goes (write, wait, final index update)."""
+    from qa import embed, ingest
+    from qa.config import get_settings
+    from qa.embed import DEFAULT_MODEL, Embedder, resolve_device
+
+    device = resolve_device(get_settings().device)
+    keys = [(DEFAULT_MODEL, device, backend) for backend in ("auto", "torch", "onnx-int8")]
+    saved, saved_readers = {k: embed._cache.get(k) for k in keys}, ingest.reader_processes
+    free = Embedder(FreeEncoder(folder), DEFAULT_MODEL, folder)
+    embed._cache.update({k: free for k in keys})
+    if readers is not None:
+        ingest.reader_processes = lambda: readers
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            report = ingest.ingest_paths([pages], Path(tmp) / "index", embed_model=DEFAULT_MODEL, progress=False)
+        return _report_json(report) | {"encoder": "free (tokenize only)", "reader_processes": ingest.reader_processes(),
+                                       "cpu_cores": os.cpu_count()}
+    finally:
+        ingest.reader_processes = saved_readers
+        for k, v in saved.items():
+            embed._cache.pop(k) if v is None else embed._cache.__setitem__(k, v)
+
+
+def stages(pages: int, readers: int | None) -> None:
+    """`free_ingest` of `pages` news pages, here (no GPU needed), as JSON."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from newspages import news_articles, write_pages
+
+    from qa.embed import DEFAULT_MODEL, resolve_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_pages(Path(tmp) / "pages", news_articles(), pages)
+        print(json.dumps(free_ingest(Path(tmp) / "pages", resolve_model(DEFAULT_MODEL), readers), indent=2))
+
+
+def _report_json(report) -> dict:
+    keys = ("seconds", "embed_seconds", "write_seconds", "wait_seconds", "index_seconds")
+    return {"pages": report.pages, "passages": report.passages, "failures": len(report.failures),
+            **{k: round(getattr(report, k), 2) for k in keys},
             "ingest_passages_per_s": round(report.passages / report.seconds, 1)}
+
+
+def ids_rates(model_dir: Path, texts: list[str], batch_sizes: list[int]) -> dict:
+    """fp16 passages/s of `TorchEncoder.encode_ids` on texts tokenized beforehand (as ingest's
+    reader processes do), so the GPU's own rate, without tokenizing."""
+    import torch
+
+    from qa.embed_onnx import load_tokenizer
+    from qa.embed_torch import TorchEncoder
+
+    enc = TorchEncoder(model_dir, "cuda")
+    tok, _ = load_tokenizer(model_dir, enc.max_seq_length)
+    ids = [e.ids for e in tok.encode_batch(texts)]
+    enc.encode_ids(ids[:512], 128)
+    out = {}
+    for bs in batch_sizes:
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        enc.encode_ids(ids, bs)
+        out[f"fp16_ids_bs{bs}"] = round(len(ids) / (time.perf_counter() - t0), 1)
+    return out
 
 
 def run(limit: int, batch_sizes: list[int]) -> None:
@@ -140,16 +231,27 @@ def run(limit: int, batch_sizes: list[int]) -> None:
     shutil.unpack_archive(GPU_DIR / "pages.tar.gz", pages)
     pages /= "pages"
     result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "cpu_cores": os.cpu_count()}
+    steps = [("encode_passages_per_s", lambda: encode_rates(model_dir, texts, batch_sizes)),
+             ("encode_ids_passages_per_s", lambda: ids_rates(model_dir, texts, batch_sizes)),
+             ("ingest", lambda: ingest_rate(model_dir, pages)),
+             ("ingest_free_encoder", lambda: free_ingest(pages, model_dir))]
     try:
         texts = passages(pages, limit)
         result["passages"] = len(texts)
         result["mean_chars"] = round(sum(map(len, texts)) / len(texts), 1)
-        result["encode_passages_per_s"] = encode_rates(model_dir, texts, batch_sizes)
-        result["ingest"] = ingest_rate(model_dir, pages)
+        for key, step in steps:
+            result[key] = step()
+            _emit(result, final=False)
     except Exception as exc:  # report what was measured, and why the rest was not
         result["error"] = f"{type(exc).__name__}: {exc}"
+    _emit(result, final=True)
+
+
+def _emit(result: dict, final: bool) -> None:
+    """The JSON so far into $OUT/gpu_embed.json (a timeout keeps what was measured); printed at the end."""
     text = json.dumps(result, ensure_ascii=False, indent=2)
-    print(text)
+    if final:
+        print(text)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "gpu_embed.json").write_text(text + "\n")
 
@@ -159,12 +261,17 @@ def main() -> None:
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--pages", type=int, default=1000)
+    st = sub.add_parser("stages")
+    st.add_argument("--pages", type=int, default=200)
+    st.add_argument("--readers", type=int, help="reader processes (default: as ingest chooses)")
     r = sub.add_parser("run")
     r.add_argument("--passages", type=int, default=8192)
-    r.add_argument("--batch-sizes", default="64,128,256,512")
+    r.add_argument("--batch-sizes", default="256,1024")
     args = ap.parse_args()
     if args.step == "prepare":
         prepare(args.pages)
+    elif args.step == "stages":
+        stages(args.pages, args.readers)
     else:
         run(args.passages, [int(b) for b in args.batch_sizes.split(",")])
 

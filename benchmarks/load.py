@@ -1,10 +1,14 @@
 """Concurrent load on a live server: N clients for T seconds of /api/search and /api/ask.
 
 Reports requests/s, p50/p95/p99 latency and errors. Bounded in time (--seconds) and count
-(--max-requests); only ever talks to 127.0.0.1. Starts its own `qa serve` over a copy of the
-seed index unless --url is given.
+(--max-requests); only ever talks to 127.0.0.1. Starts its own `qa serve` (with `--workers N`)
+over a copy of the seed index unless --url is given. Several client counts (`--clients 1,32`)
+run one after the other against the same server, so their ratio is measured in one run; for a
+server it started, it also reports the server's CPU seconds per request (all its processes), and
+from that the most requests/s this machine's cores could give.
 
-    python benchmarks/load.py --clients 32 --seconds 60
+    python benchmarks/load.py --clients 1,32 --seconds 60
+    python benchmarks/load.py --clients 1,32 --workers 2 --seconds 30
     python benchmarks/load.py --url http://127.0.0.1:8000 --clients 8 --seconds 10
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import sys
@@ -85,10 +90,50 @@ def run(url: str, clients: int, seconds: float, max_requests: int, questions: li
     return report
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children still running (uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        kids = [int(k) for k in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [g for k in kids for g in _children(k)]
+
+
+def warm_up(url: str, questions: list[str]) -> None:
+    with httpx.Client(base_url=url, timeout=300) as http:
+        for q in questions:
+            http.post("/api/search", json={"query": q, "top_k": 5})
+            http.post("/api/ask", json={"question": q})
+
+
+def measured(url: str, clients: int, args, questions: list[str], server_pid: int | None) -> dict:
+    cpu0 = cpu_seconds(server_pid) if server_pid else None
+    report = run(url, clients, args.seconds, args.max_requests, questions)
+    if server_pid and report["requests"]:
+        per = (cpu_seconds(server_pid) - cpu0) / report["requests"]
+        report["server_cpu_ms_per_request"] = round(1000 * per, 1)
+        report["cores"] = os.cpu_count()
+        report["max_requests_per_s_by_server_cpu"] = round(os.cpu_count() / per, 1) if per else None
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running server on 127.0.0.1 (default: start one)")
-    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--clients", default="32", help="client counts, comma-separated: 1,32")
+    ap.add_argument("--workers", type=int, default=1, help="qa serve --workers N (for a server started here)")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--max-requests", type=int, default=100_000)
     args = ap.parse_args()
@@ -106,15 +151,22 @@ def main() -> None:
 
         index = Path(tempfile.mkdtemp(prefix="qa-load-")) / "index"
         ingest_paths([ROOT / "seeds"], index, progress=False)
-        server = LiveServer(index, log_path=index.parent / "server.log").wait()
+        workers = ("--workers", str(args.workers)) if args.workers > 1 else ()
+        server = LiveServer(index, log_path=index.parent / "server.log", args=workers).wait()
         url = server.url
+    counts = [int(c) for c in str(args.clients).split(",")]
     try:
-        report = run(url, args.clients, args.seconds, args.max_requests, questions)
+        if server:  # every question once through each endpoint first: lazy loads and the
+            warm_up(url, questions)  # answer-sentence cache are not what is measured
+        reports = [measured(url, c, args, questions, server.proc.pid if server else None) for c in counts]
     finally:
         if server:
             server.stop()
-    print(json.dumps(report, ensure_ascii=False, indent=2))
-    print(f"rerun: python benchmarks/load.py --clients {args.clients} --seconds {args.seconds:g}")
+    out = reports[0] if len(reports) == 1 else {"workers": args.workers, "runs": reports}
+    if len(reports) > 1:
+        out["throughput_ratio"] = round(reports[-1]["requests_per_s"] / reports[0]["requests_per_s"], 2)
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    print(f"rerun: python benchmarks/load.py --clients {args.clients} --workers {args.workers} --seconds {args.seconds:g}")
 
 
 if __name__ == "__main__":

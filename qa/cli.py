@@ -488,6 +488,9 @@ def serve(
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     else:  # each worker process builds its own app from the environment
         os.environ["QA_INDEX_DIR"] = str(settings.index_dir.resolve())
+        # each worker's model gets its share of the cores: more threads than that only wait on
+        # each other (2 cores: 2 workers x 1 thread, not 2 x 2)
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
         # A worker loading the model or embedding on busy cores can miss uvicorn's 5 s health
         # ping; it would be killed and restarted mid-load, over and over.
         uvicorn.run("qa.api:app_from_env", factory=True, host=host, port=port, workers=workers,

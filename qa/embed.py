@@ -7,15 +7,18 @@ sentence-transformers/transformers folder or a Hugging Face hub name that is alr
 local hub cache: nothing is ever downloaded.
 
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
-`qa.embed_onnx.OnnxInt8Encoder` (default on CPU: int8, ~1.5-2x fp32 PyTorch, cosine ≥ 0.99 to it)
-or `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA). The `Embedder` in front adds the
-model family's query/passage prefixes and batches concurrent calls from many threads into shared
-model calls (`MicroBatcher`), which is what lets a server answer 32 clients faster than one.
+`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA) or `qa.embed_onnx.OnnxInt8Encoder`
+(CPU, int8, ~1.5x fp32, cosine ≥ 0.99 to it). With the default `auto`, ingest embeds passages
+with int8 on a CPU (`load_ingest_embedder`) while questions and answer sentences are embedded in
+fp32 (`load_embedder`): int8 passage vectors searched with fp32 question vectors rank the dev set
+exactly as fp32 ones do, where int8 questions lose one of 34 at rank 1. The `Embedder` in front
+adds the model family's query/passage prefixes and batches concurrent calls from many threads
+into shared model calls (`MicroBatcher`).
 
 Usage::
 
-    emb = load_embedder()                       # DEFAULT_MODEL, cached per process
-    P = emb.embed_passages([p.text for p in passages], progress=True)   # (n, emb.dim) float32
+    emb = load_embedder()                       # DEFAULT_MODEL, cached per process (questions)
+    P = load_ingest_embedder().embed_passages([p.text for p in passages])   # (n, emb.dim) float32
     q = emb.embed_query("衡阳入选了哪份国家物流枢纽名单？")              # (emb.dim,)
     scores = P @ q                               # cosine similarities
 """
@@ -115,6 +118,62 @@ class Encoder(Protocol):
     batch_invariant: bool  # a text's vector does not depend on the other texts of its call
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray: ...
+
+    # Optional, for texts tokenized elsewhere (ingest's reader processes, see `PassageTokenizer`):
+    # def encode_ids(self, ids: list[np.ndarray], batch_size: int) -> np.ndarray: ...
+
+
+def pad_ids(rows: list[np.ndarray], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as int64 arrays padded to the longest row.
+
+    Usage: ``ids, mask = pad_ids([np.array([0, 5, 2]), np.array([0, 2])], pad_id=1)``
+    """
+    longest = max(len(r) for r in rows)
+    ids = np.full((len(rows), longest), pad_id, np.int64)
+    mask = np.zeros((len(rows), longest), np.int64)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)] = r
+        mask[i, :len(r)] = 1
+    return ids, mask
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Indexes of texts in batches of similar length, longest first: at most `batch_size` texts,
+    and at most `max_tokens` padded tokens per batch when given (bounds attention buffers).
+
+    Usage: ``for idx in length_batches(np.array([3, 9, 4]), 2): ...  # [1, 2], then [0]``
+    """
+    order = np.argsort(-lengths, kind="stable")
+    out, start = [], 0
+    while start < len(order):
+        n = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(1, int(lengths[order[start]]))))
+        out.append(order[start:start + n])
+        start += n
+    return out
+
+
+class PassageTokenizer:
+    """A model's input ids for passages (passage prefix added, truncated as the model truncates),
+    computed where the texts are made: ingest's reader processes, so that tokenizing is off the
+    embedder's critical path. Picklable: it carries the folder, and loads the fast tokenizer on
+    first use in each process.
+
+    Usage: ``tok = emb.passage_tokenizer(); V = emb.embed_passage_ids(tok(["衡阳日报…"]))``
+    """
+
+    def __init__(self, folder: Path, prefix: str, max_length: int):
+        self.folder, self.prefix, self.max_length = Path(folder), prefix, max_length
+        self._tokenizer = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_tokenizer": None}
+
+    def __call__(self, texts: list[str]) -> list[np.ndarray]:
+        if self._tokenizer is None:
+            from qa.embed_onnx import load_tokenizer
+
+            self._tokenizer, _ = load_tokenizer(self.folder, self.max_length)
+        return [np.asarray(e.ids, np.int32) for e in self._tokenizer.encode_batch([self.prefix + t for t in texts])]
 
 
 @dataclass
@@ -253,6 +312,26 @@ class Embedder:
         """
         return self._encode(texts, self.passage_prefix, batch_size, progress)
 
+    def passage_tokenizer(self) -> PassageTokenizer | None:
+        """A picklable tokenizer whose output `embed_passage_ids` takes, or None where the encoder
+        cannot take ids (then embed texts with `embed_passages`).
+
+        Usage: ``tok = emb.passage_tokenizer(); V = emb.embed_passage_ids(tok(texts)) if tok else emb.embed_passages(texts)``
+        """
+        if not hasattr(self.encoder, "encode_ids") or self.path is None or not (self.path / "tokenizer.json").is_file():
+            return None
+        return PassageTokenizer(self.path, self.passage_prefix, self.encoder.max_seq_length)
+
+    def embed_passage_ids(self, ids: list[np.ndarray], batch_size: int | None = None) -> np.ndarray:
+        """Embed passages already tokenized by `passage_tokenizer()`; same vectors as
+        `embed_passages` of their texts. Not micro-batched: meant for one bulk caller (ingest).
+
+        Usage: ``V = emb.embed_passage_ids(emb.passage_tokenizer()(["衡阳日报…"]))``
+        """
+        if not ids:
+            return np.zeros((0, self.dim), np.float32)
+        return self.encoder.encode_ids(ids, batch_size or self.encoder.batch_size)
+
     def embed_queries(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """Embed several queries with the query convention: shape (n, dim).
 
@@ -292,9 +371,8 @@ def resolve_device(device: str) -> str:
 
 def make_encoder(path: Path, device: str, backend: str) -> Encoder:
     """The `Encoder` for a model folder: `backend` 'auto' → torch (fp32 on CPU, fp16 on CUDA);
-    'torch'; 'onnx-int8' (CPU only, opt-in: about 1.4x faster, but on the dev set it ranked one
-    question in 34 lower and quoted the evidence in one answer fewer than fp32, outside the 0.01
-    of recall the int8 path must keep to be the default).
+    'torch'; 'onnx-int8' (CPU only: about 1.5x faster; used for questions too it ranked one dev
+    question in 34 lower than fp32, so `auto` uses it for ingest only, see `ingest_backend`).
 
     Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "onnx-int8").backend  # 'onnx-int8'``
     """
@@ -309,6 +387,41 @@ def make_encoder(path: Path, device: str, backend: str) -> Encoder:
     from qa.embed_torch import TorchEncoder
 
     return TorchEncoder(path, device)
+
+
+def ingest_backend(device: str, backend: str) -> str:
+    """The backend that embeds passages in bulk (ingest) for a `QA_EMBED_BACKEND` value: 'auto'
+    on CPU is 'onnx-int8' where ONNX Runtime is installed (≈1.5x the fp32 rate; its passage
+    vectors, searched with fp32 query vectors, rank the dev set exactly as fp32 ones do), else
+    what `backend` says. Questions and answer sentences are always embedded by `load_embedder`
+    ('auto' there is fp32 on CPU), so int8 never sees a question.
+
+    Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
+    """
+    if backend == "auto" and device == "cpu" and _onnx_runtime_available():
+        return "onnx-int8"
+    return backend
+
+
+def load_ingest_embedder(name: str | None = None, *, device: str | None = None) -> Embedder:
+    """The embedder for bulk passage embedding (ingest): `load_embedder` with `ingest_backend`;
+    a model the int8 path cannot export (e.g. max pooling) falls back to the query-time one.
+
+    Usage: ``emb = load_ingest_embedder(); V = emb.embed_passages(texts)``
+    """
+    from qa.config import get_settings
+
+    settings = get_settings()
+    device = resolve_device(device or settings.device)
+    backend = ingest_backend(device, settings.embed_backend)
+    if backend == settings.embed_backend:
+        return load_embedder(name, device=device)
+    from qa.embed_onnx import OnnxExportError
+
+    try:
+        return load_embedder(name, device=device, backend=backend)
+    except OnnxExportError:
+        return load_embedder(name, device=device)
 
 
 def _onnx_runtime_available() -> bool:

@@ -197,24 +197,21 @@ class OnnxInt8Encoder:
         self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Vectors for `texts` as given (prefixes included), in batches of similar token length;
-        long texts go in smaller batches (at most `max_batch_tokens` tokens of padded input), which
-        bounds the attention buffers, and so peak memory, whatever the texts."""
+        """Vectors for `texts` as given (prefixes included); see `encode_ids`."""
         encodings = self.tokenizer.encode_batch(texts)  # Rust, GIL released; truncated, not padded
-        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        order = np.argsort(-lengths, kind="stable")
-        out = np.empty((len(texts), self.dim), np.float32)
-        start = 0
-        while start < len(order):
-            longest = int(lengths[order[start]])
-            idx = order[start:start + max(1, min(batch_size, self.max_batch_tokens // longest))]
-            ids = np.full((len(idx), longest), self.pad_id, np.int64)
-            mask = np.zeros((len(idx), longest), np.int64)
-            for row, i in enumerate(idx):
-                ids[row, :lengths[i]] = encodings[i].ids
-                mask[row, :lengths[i]] = 1
-            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-            start += len(idx)
+        return self.encode_ids([np.asarray(e.ids, np.int64) for e in encodings], batch_size)
+
+    def encode_ids(self, ids: list[np.ndarray], batch_size: int) -> np.ndarray:
+        """Vectors for tokenized texts, in batches of similar token length; long texts go in
+        smaller batches (at most `max_batch_tokens` tokens of padded input), which bounds the
+        attention buffers, and so peak memory, whatever the texts."""
+        from qa.embed import length_batches, pad_ids
+
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        out = np.empty((len(ids), self.dim), np.float32)
+        for idx in length_batches(lengths, batch_size, self.max_batch_tokens):
+            input_ids, mask = pad_ids([ids[i] for i in idx], self.pad_id)
+            out[idx] = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
         return out
 
 

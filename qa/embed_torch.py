@@ -1,7 +1,9 @@
 """embed_torch: the `Encoder` that runs a model with sentence-transformers on PyTorch.
 
 fp32 on CPU; fp16 on CUDA (twice the throughput, cosine to fp32 ≈ 1.0). Texts arrive with their
-query/passage prefix already in place, so no model prompt is applied here.
+query/passage prefix already in place, so no model prompt is applied here. Tokenizing and the
+model call are separate steps (`encode_ids`), so ingest can tokenize in its reader processes and
+CPU batches can be cut by padded tokens, which bounds memory.
 
 Usage::
 
@@ -36,12 +38,32 @@ class TorchEncoder:
         self.dim = int(get_dim())
         self.max_seq_length = int(self.model.max_seq_length)
         self.prompts = dict(getattr(self.model, "prompts", None) or {})
+        self.pad_id = self.model.tokenizer.pad_token_id
+        # CPU: at most this many padded tokens per model call, so the attention buffers (and peak
+        # memory) stay bounded however long the texts: 16 texts of 512 tokens, or 256 short ones
+        self.max_batch_tokens = None if device == "cuda" else 8192
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Vectors for `texts` as given (prefixes included); sentence-transformers sorts by length."""
-        out = self.model.encode(
-            texts, prompt="",  # "" stops a model's default prompt from applying: prefixes are in `texts`
-            batch_size=batch_size, show_progress_bar=False,
-            convert_to_numpy=True, normalize_embeddings=True,
-        )
-        return np.ascontiguousarray(out, dtype=np.float32)
+        """Vectors for `texts` as given (prefixes included): tokenized like sentence-transformers
+        (truncated at `max_seq_length`), then `encode_ids`."""
+        ids = self.model.tokenizer(texts, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        return self.encode_ids(ids, batch_size)
+
+    def encode_ids(self, ids: list[np.ndarray], batch_size: int) -> np.ndarray:
+        """Vectors for texts tokenized already (`qa.embed.PassageTokenizer`): padded per batch of
+        similar length (longest first, `max_batch_tokens` at most) and run through the model's
+        modules, as sentence-transformers' `encode` does after tokenizing."""
+        import torch
+
+        from qa.embed import length_batches, pad_ids
+
+        out = np.empty((len(ids), self.dim), np.float32)
+        lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+        with torch.inference_mode():
+            for idx in length_batches(lengths, batch_size, self.max_batch_tokens):
+                input_ids, mask = pad_ids([ids[i] for i in idx], self.pad_id)
+                features = {"input_ids": torch.from_numpy(input_ids).to(self.device),
+                            "attention_mask": torch.from_numpy(mask).to(self.device)}
+                vectors = self.model(features)["sentence_embedding"].float()
+                out[idx] = torch.nn.functional.normalize(vectors, dim=-1).cpu().numpy()
+        return out

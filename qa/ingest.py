@@ -24,14 +24,14 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.chunk import Passage, chunk_page
-from qa.embed import Embedder, load_embedder
+from qa.embed import Embedder, PassageTokenizer, load_ingest_embedder
 from qa.index import Archive
 from qa.lexical import passage_tokens
 from qa.parse import Page, PageError, parse_page
 from qa.store import page_name
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
-QUEUE_PAGES = 16  # parsed pages waiting for the embedder: bounds memory, keeps the model fed
+QUEUE_PAGES = {"cpu": 16, "cuda": 256}  # prepared pages waiting for the embedder: bounds memory, keeps the model fed
 EMBED_BATCH_TEXTS = {"cpu": 256, "cuda": 4096}  # passages per embedding call, across pages
 
 
@@ -43,7 +43,10 @@ class IngestReport:
     passages: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     seconds: float = 0.0
-    embed_seconds: float = 0.0
+    embed_seconds: float = 0.0  # in model calls (overlaps the rest)
+    write_seconds: float = 0.0  # storing pages (the writer's own time)
+    wait_seconds: float = 0.0  # the writer waiting for embedded pages
+    index_seconds: float = 0.0  # the final search-file update (`refresh_derived`)
 
 
 def discover(paths: list[Path], root: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
@@ -94,6 +97,7 @@ class PreparedPage:
     passages: list[Passage]
     texts: list[str]  # what is embedded, one per passage
     tokens: list[list[str]]  # BM25 tokens, one list per passage
+    input_ids: list | None = None  # the model's tokens of `texts`, when the reader made them
 
 
 @dataclass
@@ -114,25 +118,33 @@ def prepare_page(path: Path, page: Page) -> PreparedPage:
                         [lexical_tokens(p) for p in passages])
 
 
-def _prepare_file(path: Path, source: str, stored_checksum: str | None) -> PreparedPage | SkippedPage:
-    """Parse, then chunk and tokenize unless the stored version has the same checksum."""
+def _prepare_file(path: Path, source: str, stored_checksum: str | None,
+                  tokenizer: PassageTokenizer | None = None) -> PreparedPage | SkippedPage:
+    """Parse, then chunk and tokenize (BM25, and for the model when `tokenizer` is given) unless
+    the stored version has the same checksum."""
     try:
         page = parse_page(path, source)
     except PageError as exc:
         return SkippedPage(path, str(exc))
     if page.issue.checksum == stored_checksum:
         return SkippedPage(path)
-    return prepare_page(path, page)
+    prepared = prepare_page(path, page)
+    if tokenizer is not None:
+        prepared.input_ids = tokenizer(prepared.texts)
+    return prepared
 
 
 def reader_processes() -> int:
     """Processes that prepare pages: none on a small machine (one thread is enough to stay ahead
-    of a CPU model), several where a GPU embeds faster than one core can tokenize."""
+    of a CPU model), several where a GPU embeds faster than one core can tokenize: jieba alone
+    takes ~3 ms of CPU per passage, so 2,000 passages/s need 6+ cores of it. Three cores are
+    left to the writer, the embedder's thread and the collector."""
     cores = os.cpu_count() or 1
-    return 0 if cores <= 4 else min(8, cores - 2)
+    return 0 if cores <= 4 else min(12, cores - 3)
 
 
-def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int) -> Iterator[PreparedPage | SkippedPage]:
+def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int,
+                       tokenizer: PassageTokenizer | None = None) -> Iterator[PreparedPage | SkippedPage]:
     if processes <= 0:
         for path, source in files:
             yield _prepare_file(path, source, store.checksum_of(source))
@@ -142,7 +154,7 @@ def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int) -> 
     window: deque = deque()
     try:
         for path, source in files:
-            window.append(pool.submit(_prepare_file, path, source, store.checksum_of(source)))
+            window.append(pool.submit(_prepare_file, path, source, store.checksum_of(source), tokenizer))
             if len(window) >= 2 * processes:
                 yield window.popleft().result()
         while window:
@@ -152,7 +164,7 @@ def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int) -> 
 
 
 def _read_pages(files: list[tuple[Path, str]], store, out: queue.Queue, stop: threading.Event,
-                processes: int) -> None:
+                processes: int, tokenizer: PassageTokenizer | None = None) -> None:
     """Producer thread: prepared pages (or skips) into `out` in file order, then None (or the
     unexpected exception). Blocks while `out` is full, so memory stays flat."""
 
@@ -166,7 +178,7 @@ def _read_pages(files: list[tuple[Path, str]], store, out: queue.Queue, stop: th
         return False
 
     try:
-        for item in _prepared_in_order(files, store, processes):
+        for item in _prepared_in_order(files, store, processes, tokenizer):
             if not put(item):
                 return
         put(None)
@@ -198,7 +210,10 @@ def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport)
     def embed(batch: list) -> list:
         pages = [b for b in batch if isinstance(b, PreparedPage)]
         t0 = time.perf_counter()
-        vectors = embedder.embed_passages([t for p in pages for t in p.texts])
+        if pages and all(p.input_ids is not None for p in pages):  # tokenized by the readers
+            vectors = embedder.embed_passage_ids([ids for p in pages for ids in p.input_ids])
+        else:
+            vectors = embedder.embed_passages([t for p in pages for t in p.texts])
         report.embed_seconds += time.perf_counter() - t0
         bounds = np.cumsum([0] + [len(p.texts) for p in pages])
         rows = {id(p): vectors[bounds[i]:bounds[i + 1]] for i, p in enumerate(pages)}
@@ -213,6 +228,18 @@ def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport)
             in_flight = future
         if in_flight is not None:
             yield from in_flight.result()
+
+
+def _timed(pairs: Iterator, report: IngestReport) -> Iterator:
+    """`pairs` as given, adding the time spent waiting for each to `report.wait_seconds` and the
+    time the consumer spent between them (writing) to `report.write_seconds`."""
+    t = time.perf_counter()
+    for pair in pairs:
+        t1 = time.perf_counter()
+        report.wait_seconds += t1 - t
+        yield pair
+        t = time.perf_counter()
+        report.write_seconds += t - t1
 
 
 def record_backend(store, backend: str, reset: bool = False) -> None:
@@ -246,26 +273,31 @@ def ingest_paths(
     report = IngestReport()
     archive = Archive(index_dir)
     files, report.failures = discover(paths, archive.store.pages_root)
-    embedder = load_embedder(embed_model)
+    embedder = load_ingest_embedder(embed_model)
     with archive.writer():
         if rebuild:
             archive.clear()
         archive.store.check_embedder(embedder.model_id, embedder.dim)
         record_backend(archive.store, embedder.backend, reset=rebuild)
-        items: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES)
+        items: queue.Queue = queue.Queue(maxsize=QUEUE_PAGES[embedder.device])
         stop = threading.Event()
+        processes = reader_processes()
+        tokenizer = embedder.passage_tokenizer() if processes else None
         reader = threading.Thread(target=_read_pages, name="ingest-read", daemon=True,
-                                  args=(files, archive.store, items, stop, reader_processes()))
+                                  args=(files, archive.store, items, stop, processes, tokenizer))
         reader.start()
         try:
             batches = _batches(items, EMBED_BATCH_TEXTS[embedder.device])
-            for item, vectors in tqdm(_embedded(batches, embedder, report), total=len(files),
-                                      desc="ingest", unit="page", disable=not progress):
+            embedded = _timed(_embedded(batches, embedder, report), report)
+            for item, vectors in tqdm(embedded, total=len(files), desc="ingest", unit="page",
+                                      disable=not progress):
                 _write(archive, item, vectors, report)
         finally:
             stop.set()
             reader.join()
+        t1 = time.perf_counter()
         archive.refresh_derived()
+        report.index_seconds = time.perf_counter() - t1
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -139,7 +139,7 @@ def test_ingest_into_a_busy_index_fails_before_the_model_loads(fresh_index, monk
     import qa.ingest
     from qa.index import Archive
 
-    monkeypatch.setattr(qa.ingest, "load_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(qa.ingest, "load_ingest_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
     with Archive(fresh_index).writer():
         r = runner.invoke(app, ["ingest", str(SEEDS), "--index", str(fresh_index)])
     assert r.exit_code == 1 and "another process is writing" in r.stderr

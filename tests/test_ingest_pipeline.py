@@ -39,7 +39,7 @@ def emb():
 
 def test_pages_are_embedded_across_page_boundaries_and_written_in_order(tmp_path, emb, monkeypatch):
     spy = Embedder(CountingEncoder(emb.encoder), emb.model_id, emb.path)
-    monkeypatch.setattr(ingest, "load_embedder", lambda name=None: spy)
+    monkeypatch.setattr(ingest, "load_ingest_embedder", lambda name=None: spy)
     pages = tmp_path / "pages"
     pages.mkdir()
     seeds = sorted(SEEDS.glob("*.txt"))[:2]
@@ -85,7 +85,7 @@ def test_the_reader_never_runs_more_than_the_queue_ahead(tmp_path, emb, monkeypa
     pages.mkdir()
     for i in range(12):
         (pages / f"p{i:02d}.txt").write_text(f"第{i}版\n\n标题{i}\n\n" + "衡阳日报报道了本地新闻。" * 20, encoding="utf-8")
-    monkeypatch.setattr(ingest, "QUEUE_PAGES", 2)
+    monkeypatch.setitem(ingest.QUEUE_PAGES, emb.device, 2)
     monkeypatch.setitem(ingest.EMBED_BATCH_TEXTS, emb.device, 1)  # one page per embedding call
     parsed, ahead = [], []
     real_prepare, real_write = ingest.prepare_page, ingest._write
@@ -104,6 +104,30 @@ def test_the_reader_never_runs_more_than_the_queue_ahead(tmp_path, emb, monkeypa
     assert report.pages == 12
     # queue (2) + the batch being embedded + the one handed back + the one being put
     assert max(ahead) <= 2 + 3, ahead
+
+
+def test_reader_processes_tokenize_for_the_model_and_give_the_same_vectors(tmp_path, emb, monkeypatch):
+    """With reader processes (machines with many cores), the model's tokens are made there and
+    the embedder gets ids; the stored vectors are those of the in-thread path."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for f in sorted(SEEDS.glob("*.txt"))[:2]:
+        (pages / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(ingest, "load_ingest_embedder", lambda name=None: emb)  # fp32: batch-invariant
+    by_ids = []
+    real = Embedder.embed_passage_ids
+    monkeypatch.setattr(Embedder, "embed_passage_ids", lambda self, ids, *a: (by_ids.append(len(ids)), real(self, ids, *a))[1])
+    vectors = {}
+    for processes in (0, 1):
+        monkeypatch.setattr(ingest, "reader_processes", lambda n=processes: n)
+        report = ingest_paths([pages], tmp_path / f"index{processes}", progress=False)
+        assert report.pages == 2 and not report.failures
+        store = Store.open(tmp_path / f"index{processes}")
+        rows = store.passages_by_id([p.id for f in sorted(pages.glob("*.txt")) for p, _ in _prepared(f)])
+        vectors[processes] = store.vectors(np.array([rows[k].vec_id for k in sorted(rows)]))
+    assert by_ids == [report.passages]  # only the run with a reader process embedded ids
+    a, b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (vectors[0], vectors[1]))  # stored as int8 codes
+    assert (a * b).sum(1).min() >= 0.9999
 
 
 def test_concurrent_queries_share_model_calls_and_get_their_own_rows(emb):
