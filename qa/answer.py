@@ -335,8 +335,8 @@ class Answerer:
 
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:
-        """The best sentence first, then those nearly as good, ≤ MAX_ANSWER_CHARS; sentences of
-        one passage stand together (best first, the rest in reading order) under one marker."""
+        """The best sentence first, then those nearly as good (heading lines only as the best),
+        ≤ MAX_ANSWER_CHARS; sentences of one passage stand together (best first, the rest in reading order) under one marker."""
         best = sentences[0].score
         chosen: list[_Sentence] = []
         seen: set[str] = set()
@@ -345,7 +345,7 @@ class Answerer:
             if s.score < best - ANSWER_MARGIN or len(chosen) >= MAX_SENTENCES:
                 break
             key = re.sub(r"\W", "", fold(s.text))[:24]  # OCR repeats and overlapping passages
-            if key in seen:
+            if key in seen or (s.heading and chosen):  # a heading line answers only when it is best
                 continue
             seen.add(key)
             if used + len(s.text) > MAX_ANSWER_CHARS:
