@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from qa.answerability import Answerability, NotFoundModel, value_stated
+from qa.answerability import (QUESTION_WORD, Answerability, NotFoundModel, entity_terms, missing_share, slot_terms,
+                              value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -51,6 +52,9 @@ RANK_WEIGHT = 0.05  # the passage's retrieval score (0..1) as a prior
 LENGTH_COST = 0.01  # per 100 characters: long sentences match more by chance
 VALUE_WEIGHT = 0.02  # holds a value of the asked-for kind (`qa.answerability.value_stated`)
 LEDE_COST = 0.01  # a lede restates the question's event; it answers only when it scores clearly best
+HEADING_COST = 0.05  # a kicker, headline or subtitle line names the story; the body says what it reports
+SAID_COST = 0.1  # a sentence the previous answer already quoted: a follow-up asks for something else
+OWN_WEIGHT = 0.5  # a follow-up's sentences are judged half by the question as asked, half as resolved
 ANSWER_MARGIN = 0.1  # sentences this close to the best one join the answer
 MAX_SENTENCES = 4
 # Lists: articles whose best sentence is this close to the best article's make an item.
@@ -59,7 +63,6 @@ LIST_MARGIN = 0.02  # fitted on the list questions of the fit half
 MAX_LIST_ITEMS = 6
 # "哪些 / 分别 / 都有什么 / 几…分别是": the question asks for several items.
 _ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")
-_QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|是否|吗|呢")
 _ENDS = "。！？!?；;…"
 _CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
 
@@ -104,6 +107,7 @@ class _Sentence:
     lexical: float = 0.0
     score: float = 0.0
     lede: bool = False  # the article's opening sentence: it restates the event the question names
+    heading: bool = False  # a kicker, headline or subtitle line (part of the article's first passage)
 
 
 def _join(sentences) -> str:
@@ -114,6 +118,17 @@ def _join(sentences) -> str:
         ended = out.rstrip(CLOSING_MARKS)[-1:] in _ENDS  # '…“出炉”' is a headline, '…。”' a sentence
         out += s if not out or ended else " " + s
     return out
+
+
+def _key(text: str) -> str:
+    """`text` folded, without whitespace and punctuation: how quoted lines are compared."""
+    return re.sub(r"[\W_]", "", fold(text))
+
+
+def _said(history: list[Turn] | None) -> str:
+    """What the conversation's last answer quoted (as `_key`), so a follow-up says something new."""
+    answers = [t.content for t in history or [] if t.role == "assistant"]
+    return _key(answers[-1]) if answers else ""
 
 
 def not_found(query: Query, hits: list[Hit], message: str = NOT_FOUND) -> AnswerResult:
@@ -175,8 +190,12 @@ class Answerer:
         if not hits:
             return not_found(query, hits)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
+        if query.follow_up:  # the question as asked says what is new; the resolved one, what about
+            own = self.retriever.embedder.embed_queries([query.question])[0]
+            qvec = (1 - OWN_WEIGHT) * qvec + OWN_WEIGHT * own
         weights = self._term_weights(query)
-        sentences = self._score(hits, qvec, weights, query.question)
+        said = _said(history) if query.follow_up else ""
+        sentences = self._score(hits, qvec, weights, query.question, said)
         features = self._assess(hits, qvec, weights, sentences, query.question)
         confidence = self.model.probability(features)
         if not sentences or confidence < self.model.threshold:
@@ -210,7 +229,7 @@ class Answerer:
         for tok in tokenize(text):
             if len(tok) < 2 and not tok.isdigit():
                 continue  # single characters are mostly noise from search-mode segmentation
-            if _QUESTION_WORD.search(tok):
+            if QUESTION_WORD.search(tok):
                 continue  # '几位', '什么时候': the answer never repeats them
             weights[tok] = lexical.idf(tok) * (2.0 if tok in own else 1.0)
         return weights
@@ -240,20 +259,32 @@ class Answerer:
         citation's business, not the answer's. The article's first sentence is marked as its lede."""
         byline = (hit.citation.byline or "").strip()
         opens = self._opens_article(hit)
+        headings = self._headings(hit) if opens else ""
         out = []
+        body = 0  # sentences after the heading lines: the first of them is the lede
         for j, s in enumerate(split_sentences(hit.text)):
-            lede = opens and j == 0
-            if byline and s.startswith(byline):
-                s, lede = s[len(byline):].strip(), True
+            heading = bool(headings) and _key(s) in headings
+            lede = opens and body == 0 and not heading
+            body += not heading
+            if byline and s.lstrip("■").startswith(byline):
+                s, lede = s.lstrip("■")[len(byline):].strip(), True
             if len(s) >= MIN_SENTENCE_CHARS:
-                out.append(_Sentence(s, passage, j, lede=lede))
+                out.append(_Sentence(s, passage, j, lede=lede, heading=heading))
         return out
 
+    def _headings(self, hit: Hit) -> str:
+        """The article's kicker, headline and subtitle, whitespace and punctuation removed."""
+        article = self.retriever.archive.store.article(hit.article_id)
+        if article is None:
+            return _key(hit.citation.headline or "")
+        return _key(" ".join(x for x in (article.kicker, article.headline, article.subtitle) if x))
+
     def _score(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
-               question: str) -> list[_Sentence]:
+               question: str, said: str = "") -> list[_Sentence]:
         """Every candidate sentence of `hits`, scored: cosine to the question, plus the share of
         the question's terms beyond the headline it holds, plus a little of its passage's rank
-        and of holding the kind of value asked for (a date for 'when', a name for 'who')."""
+        and of holding the kind of value asked for (a date for 'when', a name for 'who'); less for
+        a heading line, a long sentence, and one the conversation's last answer (`said`) quoted."""
         sentences = [s for i, h in enumerate(hits) for s in self._sentences(h, i)]
         if not sentences:
             return []
@@ -263,8 +294,9 @@ class Answerer:
             s.cos = float(c)
             s.lexical = self._covered(in_article[s.passage], s.text)
             s.score = (s.cos + LEXICAL_WEIGHT * s.lexical + RANK_WEIGHT * hits[s.passage].score
-                       - LENGTH_COST * len(s.text) / 100 - LEDE_COST * s.lede
-                       + VALUE_WEIGHT * value_stated(question, s.text))
+                       - LENGTH_COST * len(s.text) / 100 - LEDE_COST * s.lede - HEADING_COST * s.heading
+                       + VALUE_WEIGHT * value_stated(question, s.text)
+                       - SAID_COST * bool(said and _key(s.text) in said))
         return sorted(sentences, key=lambda s: -s.score)
 
     def _assess(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
@@ -277,11 +309,17 @@ class Answerer:
         coverage = max(self._covered(weights, t) for t in texts)
         best = sentences[:ANSWER_SENTENCES]
         near = " ".join(f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best)
+        slots, entities = slot_terms(question), entity_terms(question)
         return Answerability(sentence_cos=max(s.cos for s in sentences), passage_cos=passage_cos,
                              coverage=coverage, sentence_coverage=self._covered(weights, near),
                              missing=self._missing(weights, " ".join(texts[:FOCUS_PASSAGES])),
                              sentence_missing=self._missing(weights, near),
-                             value_missing=self._value_missing(question, best))
+                             value_missing=self._value_missing(question, best),
+                             slot_missing=min(missing_share(slots, f"{hits[s.passage].citation.headline or ''} {s.text}")
+                                              for s in best),
+                             entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
+                             sentence_entity_missing=missing_share(entities, near),
+                             asks_list=float(bool(_ASKS_LIST.search(question))))
 
     @staticmethod
     def _value_missing(question: str, best: list[_Sentence]) -> float:
@@ -297,8 +335,8 @@ class Answerer:
 
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:
-        """The best sentence first, then those nearly as good, ≤ MAX_ANSWER_CHARS; sentences of
-        one passage stand together (best first, the rest in reading order) under one marker."""
+        """The best sentence first, then those nearly as good (heading lines only as the best),
+        ≤ MAX_ANSWER_CHARS; sentences of one passage stand together (best first, the rest in reading order) under one marker."""
         best = sentences[0].score
         chosen: list[_Sentence] = []
         seen: set[str] = set()
@@ -307,7 +345,7 @@ class Answerer:
             if s.score < best - ANSWER_MARGIN or len(chosen) >= MAX_SENTENCES:
                 break
             key = re.sub(r"\W", "", fold(s.text))[:24]  # OCR repeats and overlapping passages
-            if key in seen:
+            if key in seen or (s.heading and chosen):  # a heading line answers only when it is best
                 continue
             seen.add(key)
             if used + len(s.text) > MAX_ANSWER_CHARS:
@@ -366,8 +404,8 @@ class Answerer:
         for s in self._score(candidates, qvec, weights, query.question):
             hit = candidates[s.passage]
             relevance.setdefault(hit.article_id, s.score)
-            if hit.article_id not in leads or (s.lede and s.order == 0 and not leads[hit.article_id][2]):
-                leads[hit.article_id] = (hit, s.text, s.lede and s.order == 0)
+            if hit.article_id not in leads or (s.lede and not leads[hit.article_id][2]):
+                leads[hit.article_id] = (hit, s.text, s.lede)
         return relevance, {a: (hit, text) for a, (hit, text, _) in leads.items()}
 
     def _excerpt(self, sentence: str, weights: dict[str, float], headline: str | None, limit: int) -> str:

@@ -13,9 +13,20 @@ The features (`Answerability`) are measured on the retrieved passages of one que
   contains (the asked-for attribute - '定价', '床位', '院长' - that the page never states);
 - ``sentence_missing``: the same for the best answer sentences (the term is on the page, but
   not where the answer is: '衡变公司的董事长' when 董事长 belongs to another company);
-- ``value_missing``: when the question asks for a year, a date, a quantity or a person: 0 if the
-  best answer sentence holds a value of that kind (`value_stated`), 0.5 if only one of the next
-  best does, 1 if none does; 0 for other questions.
+- ``value_missing``: when the question asks for a year, a date, a quantity, a person, an
+  organisation or a place: 0 if the best answer sentence holds a value of that kind that the
+  question does not already name (`value_stated`), 0.5 if only one of the next best does, 1 if
+  none does; 0 for other questions;
+- ``slot_missing``: the share of the question's *answer-slot* words (`slot_terms`: the content
+  words next to its question word, '开幕' in '哪天开幕', '院长' in '院长是谁', '开发' in '由哪家公司开发')
+  that the best of the answer sentences (with its headline) lacks: the page names the topic but
+  not the asked-for relation;
+- ``entity_missing``: the share of the question's named entities and numbered names
+  (`entity_terms`: jieba's person, place, organisation and proper-noun tags, '第十六届') that
+  none of the top passages (with headlines) contains: '伊朗' on a page about 伊拉克;
+- ``sentence_entity_missing``: the same for the best answer sentences, with their headlines;
+- ``asks_list``: 1 when the question asks for several items (the answerer's list rule): such a
+  question is answered across articles, so no one sentence holds all its terms.
 
 The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
 answerer, the embedding model or the eval files with::
@@ -39,8 +50,11 @@ import json
 import math
 import re
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+
+from qa.lexical import fold
 
 MODEL_FILE = "not_found_model.json"
 
@@ -53,7 +67,17 @@ _ASKS = {
     "date": re.compile(r"哪[一]?[天日]|何时|什么时候|几[月号时]|日期"),
     "quantity": re.compile(r"多少|(?<!哪)几[个项家位件次名所种条成十百千万亿]|第几|多大|比重|比例"),
     "person": re.compile(r"谁|哪位|何人|什么人|什么名字"),
+    "organisation": re.compile(r"哪(?:家|个|些)?(?:公司|企业|单位|机构|部门)"),
+    "place": re.compile(r"哪(?:座|个)?(?:城市|地方|国家|省|市|县|区|片区)|在哪[里儿]?(?:举[办行]|召开)|哪国"),
 }
+# jieba part-of-speech tags of a value of each kind, where a regular expression cannot see one.
+_VALUE_TAGS = {"person": ("nr",), "organisation": ("nt",), "place": ("ns",)}
+# Tags of a name or a numbered name ('第十六届'): entities a near-miss question adds to the page.
+_ENTITY_TAGS = ("nr", "ns", "nt", "nz", "j")
+# The question words an answer slot sits next to (the rule is fitted, this only finds the slot).
+QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|为什么|是否|吗|呢")
+_SLOT_TAGS = ("n", "v", "a", "b", "l", "j", "t")
+_COPULA = frozenset("是 有 在 为 的 了 和 与 同 要 将 会 能 对".split())
 _VALUES = {
     "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
@@ -77,14 +101,63 @@ def value_stated(question: str, sentence: str) -> bool:
     kind = asked_value(question)
     if kind is None:
         return True
-    if kind == "person":
-        import jieba.posseg
+    asked = fold(question)
+    if kind in _VALUE_TAGS:
+        return any(flag.startswith(_VALUE_TAGS[kind]) and len(word) >= 2 and word not in asked
+                   for word, flag in _tags(sentence))
+    return any(m.group().strip() not in asked for m in _VALUES[kind].finditer(sentence))
 
-        from qa.lexical import _ensure_jieba
 
-        _ensure_jieba()
-        return any(w.flag.startswith("nr") for w in jieba.posseg.cut(sentence))
-    return bool(_VALUES[kind].search(sentence))
+@lru_cache(maxsize=20_000)
+def _tags(text: str) -> tuple[tuple[str, str], ...]:
+    """jieba (word, tag) pairs with the archive's dictionary (`qa.understand.tagged`), cached."""
+    from qa.understand import tagged
+
+    return tuple(tagged(text))
+
+
+def slot_terms(question: str) -> list[str]:
+    """The content words next to the question word, within its clause: what the question asks
+    about its subject ('开幕' in '党代会是哪天开幕的', '院长' in '华新分院的院长是谁'). Names are the
+    subject, not the slot, and are left out.
+
+    Usage: ``slot_terms("市中心医院华新分院的院长是谁？")`` → ['院长']"""
+    words = list(_tags(question))
+    out: list[str] = []
+    for i, (word, _) in enumerate(words):
+        if not QUESTION_WORD.search(word):
+            continue
+        for j in (i - 2, i - 1, i + 1, i + 2):
+            if not 0 <= j < len(words) or any(words[k][1] == "x" for k in range(min(i, j), max(i, j) + 1)):
+                continue
+            w, flag = words[j]
+            if (flag.startswith(_SLOT_TAGS) and not flag.startswith(_ENTITY_TAGS) and len(w) >= 2
+                    and w not in _COPULA and not QUESTION_WORD.search(w) and w not in out):
+                out.append(w)
+    return out
+
+
+def entity_terms(question: str) -> list[str]:
+    """The names and numbered names a question holds ('伊朗', '华新', '第十六届').
+
+    Usage: ``entity_terms("习近平同伊朗总统通电话时谈了哪些内容？")`` → ['习近平', '伊朗']"""
+    out = []
+    for word, flag in _tags(question):
+        numbered = flag == "m" and re.search(r"第.+[届次号期]|\d", word)
+        if ((flag.startswith(_ENTITY_TAGS) or numbered) and len(word) >= 2
+                and not QUESTION_WORD.search(word) and word not in out):
+            out.append(word)
+    return out
+
+
+def missing_share(terms: list[str], text: str) -> float:
+    """The share of `terms` that `text` (folded) lacks; 0 when there are none.
+
+    Usage: ``missing_share(["院长"], "华新分院副院长…")`` → 0.0"""
+    if not terms:
+        return 0.0
+    t = fold(text)
+    return sum(term not in t for term in terms) / len(terms)
 
 
 @dataclass
@@ -96,6 +169,10 @@ class Answerability:
     missing: float = 1.0
     sentence_missing: float = 1.0
     value_missing: float = 0.0
+    slot_missing: float = 0.0
+    entity_missing: float = 0.0
+    sentence_entity_missing: float = 0.0
+    asks_list: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:

@@ -63,7 +63,6 @@ def test_ask_answers_with_markers_for_every_citation(live_server):
         assert c["citation"]["label"]
 
 
-@KNOWN_MISS
 def test_ask_says_not_found_when_the_archive_does_not_answer(live_server):
     r = httpx.post(f"{live_server}/api/ask", json={"question": "衡阳市2021年全年地区生产总值是多少亿元？"}, timeout=60)
     body = r.json()
