@@ -3,7 +3,7 @@
 Collection (one row per passage, primary key = the store's vec_id):
 
 - ``vector``: FLOAT_VECTOR (the embedder's dim), HNSW, inner product; the store's vectors as stored.
-- ``sparse``: SPARSE_FLOAT_VECTOR for BM25. Two ways, measured on eval/dev.jsonl (docs/deploy-milvus.md):
+- ``sparse``: SPARSE_FLOAT_VECTOR for BM25. Two ways, measured on eval/dev.jsonl (docs/deploy.md, "Milvus"):
   ``LEXICAL = "tokens"``: BM25 document weights computed here from qa.lexical's tokens (the
   project's jieba + local-names dictionary + stop words, as the embedded index), query weights
   idf from document counts, metric IP; ``"jieba"``: Milvus's own BM25 function over ``text`` with

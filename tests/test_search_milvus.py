@@ -24,10 +24,13 @@ pytest.importorskip("pymilvus")
 pytest.importorskip("milvus_lite")
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store_env(request) -> dict[str, str]:
-    """Environment naming the store (SQLite in the index folder; other stores add a param)."""
-    return {}
+    """Environment naming the store: SQLite in the index folder, or a fresh database on the
+    session's throwaway PostgreSQL cluster (tests/pg_support.py)."""
+    if request.param == "sqlite":
+        return {}
+    return {"QA_STORE_URL": request.getfixturevalue("pg_db_url")}
 
 
 def _use(monkeypatch, env: dict[str, str]) -> None:
@@ -287,7 +290,14 @@ def test_two_servers_and_an_ingesting_process_share_one_milvus(tmp_path, milvus_
     env = {**store_env, "QA_SEARCH_BACKEND": "milvus", "QA_MILVUS_URI": milvus_server, "QA_INDEX_DIR": str(index)}
     qa = [sys.executable, "-m", "qa.cli"]
     run_env = {**os.environ, **env}
-    subprocess.run([*qa, "reindex"], env=run_env, cwd=ROOT, check=True, capture_output=True, timeout=600)
+    if "QA_STORE_URL" in store_env:  # the seed archive moved into PostgreSQL + Milvus, nothing re-embedded
+        moved = subprocess.run([*qa, "migrate", "--index", str(index), "--store-url", "",
+                                "--to-store-url", store_env["QA_STORE_URL"], "--to-search", "milvus"],
+                               env={**run_env, "QA_STORE_URL": ""}, cwd=ROOT, capture_output=True, text=True,
+                               timeout=600)
+        assert moved.returncode == 0, moved.stderr
+    else:
+        subprocess.run([*qa, "reindex"], env=run_env, cwd=ROOT, check=True, capture_output=True, timeout=600)
     servers = [LiveServer(index, env=env, log_path=tmp_path / f"serve-{k}.log") for k in range(2)]
     try:
         for s in servers:
