@@ -29,8 +29,9 @@ class Settings(BaseSettings):
         "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
     embed_backend: Literal["auto", "torch", "onnx-int8"] = Field(
-        "auto", description="How the model runs: 'auto' or 'torch' (sentence-transformers, fp32 on CPU, "
-        "fp16 on CUDA) or 'onnx-int8' (CPU only, ~1.4x faster, slightly lower dev-set recall)."
+        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8 ONNX and "
+        "questions stay fp32; on CUDA, torch fp16), 'torch' (fp32 on CPU, fp16 on CUDA, everywhere) or "
+        "'onnx-int8' (int8 for questions too; slightly lower dev-set recall)."
     )
     # Backends (qa/store.py and qa/index.py choose their implementation from these)
     store_url: str | None = Field(
