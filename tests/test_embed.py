@@ -388,10 +388,10 @@ def test_int8_export_is_cached_beside_the_model_and_refuses_unknown_pooling(fold
     import shutil
 
     from qa.embed import make_encoder, model_cache_dir
-    from qa.embed_onnx import MARKER_FILE, OnnxExportError, int8_model_dir
+    from qa.embed_onnx import MARKER_FILE, OnnxExportError, onnx_model_dir
 
     assert int8.backend == "onnx-int8"
-    cached = int8_model_dir(folder, model_cache_dir() / "onnx-int8")
+    cached = onnx_model_dir(folder, model_cache_dir() / "onnx-int8")
     assert (cached / MARKER_FILE).is_file() and cached.parent.parent == folder.parent
     # a model with max pooling cannot run as int8 ONNX: a clear error (`auto` runs torch anyway)
     other = tmp_path / "max-pooled"
