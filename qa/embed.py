@@ -522,4 +522,6 @@ def load_embedder(name: str | None = None, *, device: str | None = None, backend
         if emb is None:
             path = resolve_model(name)
             emb = _cache[(name, device, backend)] = Embedder(make_encoder(path, device, backend), name, path)
+            # 'auto' shares its model with the backend it resolved to (one session, one cache)
+            _cache.setdefault((name, device, emb.backend if emb.backend.startswith("onnx-") else "torch"), emb)
         return emb
