@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -120,7 +121,10 @@ def warm_up(url: str, questions: list[str]) -> None:
 
 def measured(url: str, clients: int, args, questions: list[str], server_pid: int | None) -> dict:
     cpu0 = cpu_seconds(server_pid) if server_pid else None
+    own0 = time.process_time()
     report = run(url, clients, args.seconds, args.max_requests, questions)
+    if report["requests"]:
+        report["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - own0) / report["requests"], 1)
     if server_pid and report["requests"]:
         per = (cpu_seconds(server_pid) - cpu0) / report["requests"]
         report["server_cpu_ms_per_request"] = round(1000 * per, 1)
@@ -135,6 +139,7 @@ def main() -> None:
     ap.add_argument("--clients", default="32", help="client counts, comma-separated: 1,32")
     ap.add_argument("--workers", type=int, default=1, help="qa serve --workers N (for a server started here)")
     ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--index", type=Path, help="serve a copy of this built index (default: ingest seeds/ afresh)")
     ap.add_argument("--max-requests", type=int, default=100_000)
     args = ap.parse_args()
     questions = [json.loads(line)["question"] for line in (ROOT / "eval" / "dev.jsonl").read_text().splitlines()
@@ -150,7 +155,10 @@ def main() -> None:
         from qa.ingest import ingest_paths
 
         index = Path(tempfile.mkdtemp(prefix="qa-load-")) / "index"
-        ingest_paths([ROOT / "seeds"], index, progress=False)
+        if args.index:
+            shutil.copytree(args.index, index)
+        else:
+            ingest_paths([ROOT / "seeds"], index, progress=False)
         workers = ("--workers", str(args.workers)) if args.workers > 1 else ()
         server = LiveServer(index, log_path=index.parent / "server.log", args=workers).wait()
         url = server.url
@@ -165,6 +173,10 @@ def main() -> None:
     out = reports[0] if len(reports) == 1 else {"workers": args.workers, "runs": reports}
     if len(reports) > 1:
         out["throughput_ratio"] = round(reports[-1]["requests_per_s"] / reports[0]["requests_per_s"], 2)
+        last = reports[-1]
+        if "server_cpu_ms_per_request" in last and reports[0]["all"]["mean_ms"]:
+            cpu = last["server_cpu_ms_per_request"] + last["client_cpu_ms_per_request"]
+            out["ratio_bound_by_cpu"] = round(reports[0]["all"]["mean_ms"] * (os.cpu_count() or 1) / cpu, 2)
     print(json.dumps(out, ensure_ascii=False, indent=2))
     print(f"rerun: python benchmarks/load.py --clients {args.clients} --workers {args.workers} --seconds {args.seconds:g}")
 

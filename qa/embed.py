@@ -7,13 +7,15 @@ sentence-transformers/transformers folder or a Hugging Face hub name that is alr
 local hub cache: nothing is ever downloaded.
 
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
-`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA) or `qa.embed_onnx.OnnxInt8Encoder`
-(CPU, int8, ~1.5x fp32, cosine ≥ 0.99 to it). With the default `auto`, ingest embeds passages
-with int8 on a CPU (`load_ingest_embedder`) while questions and answer sentences are embedded in
-fp32 (`load_embedder`): int8 passage vectors searched with fp32 question vectors rank the dev set
-exactly as fp32 ones do, where int8 questions lose one of 34 at rank 1. The `Embedder` in front
-adds the model family's query/passage prefixes and batches concurrent calls from many threads
-into shared model calls (`MicroBatcher`).
+`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA) or `qa.embed_onnx.OnnxEncoder` (CPU:
+fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.5x the
+fp32 rate for bulk passages, cosine ≥ 0.99). With the default `auto` on a CPU, ingest embeds
+passages with int8 (`load_ingest_embedder`) while questions and answer sentences are embedded
+with fp32 ONNX (`load_embedder`): int8 passage vectors searched with fp32 question vectors rank
+the dev set exactly as fp32 ones do, where int8 questions lose one of 34 at rank 1. The
+`Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
+from many threads into shared model calls (`MicroBatcher`), and within `Embedder.one_request()`
+embeds a question asked twice (search, then answer scoring) once.
 
 Usage::
 
@@ -25,6 +27,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextvars
 import glob
 import os
 import queue
@@ -32,6 +35,7 @@ import re
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -109,7 +113,7 @@ def _family_prefixes(name: str, configured: dict[str, str]) -> tuple[str, str]:
 class Encoder(Protocol):
     """One way to run a model: texts (prefixes included) → L2-normalized float32 vectors."""
 
-    backend: str  # "onnx-int8", "torch-fp32", "torch-fp16": recorded in the index manifest
+    backend: str  # "onnx-fp32", "onnx-int8", "torch-fp32", "torch-fp16": recorded in the index manifest
     device: str  # "cpu" | "cuda"
     batch_size: int  # texts per model call that suits this backend
     dim: int
@@ -206,6 +210,8 @@ class MicroBatcher:
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self._pid = 0
+        self.requests = 0  # requests served and model calls made (merged calls: calls < requests)
+        self.calls = 0
 
     def submit(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Encode `texts` (possibly together with other threads' texts); blocks until done."""
@@ -251,6 +257,8 @@ class MicroBatcher:
         """One model call for `batch`; each caller gets its rows, or the call's error."""
         try:
             texts = [t for r in batch for t in r.texts]
+            self.requests += len(batch)
+            self.calls += 1
             vectors = self._encode(texts, max(r.batch_size for r in batch))
             start = 0
             for r in batch:
@@ -261,6 +269,9 @@ class MicroBatcher:
                 r.error = exc
         for r in batch:
             r.done.set()
+
+
+_request_memo: contextvars.ContextVar[dict | None] = contextvars.ContextVar("qa_embed_memo", default=None)
 
 
 class Embedder:
@@ -333,18 +344,41 @@ class Embedder:
         return self.encoder.encode_ids(ids, batch_size or self.encoder.batch_size)
 
     def embed_queries(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
-        """Embed several queries with the query convention: shape (n, dim).
+        """Embed several queries with the query convention: shape (n, dim). Inside
+        `one_request()`, a query already embedded in that block is not embedded again.
 
         Usage: ``Q = emb.embed_queries(["问题一", "问题二"])``
         """
-        return self._encode(texts, self.query_prefix, batch_size)
+        memo = _request_memo.get()
+        if memo is None or isinstance(texts, str):
+            return self._encode(texts, self.query_prefix, batch_size)
+        keys = [(id(self), t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in memo))
+        if missing:
+            memo.update(zip(missing, self._encode([t for _, t in missing], self.query_prefix, batch_size)))
+        return np.stack([memo[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+
+    @staticmethod
+    @contextmanager
+    def one_request():
+        """A scope (one API request) in which each distinct query is embedded once, however many
+        stages ask for it: `ask` embeds the question to search and again to score answer
+        sentences. Nothing is kept across scopes, so no request sees another's vectors.
+
+        Usage: ``with Embedder.one_request(): answerer.ask(question)``
+        """
+        token = _request_memo.set({})
+        try:
+            yield
+        finally:
+            _request_memo.reset(token)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one search query with the query convention: float32, L2-normalized, shape (dim,).
 
         Usage: ``q = emb.embed_query("衡阳入选了什么名单？"); scores = P @ q``
         """
-        return self._encode([text], self.query_prefix, None)[0]
+        return self.embed_queries([text])[0]
 
 
 def resolve_device(device: str) -> str:
@@ -369,24 +403,55 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def make_encoder(path: Path, device: str, backend: str) -> Encoder:
-    """The `Encoder` for a model folder: `backend` 'auto' → torch (fp32 on CPU, fp16 on CUDA);
-    'torch'; 'onnx-int8' (CPU only: about 1.5x faster; used for questions too it ranked one dev
-    question in 34 lower than fp32, so `auto` uses it for ingest only, see `ingest_backend`).
+BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8")
 
-    Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "onnx-int8").backend  # 'onnx-int8'``
+
+def make_encoder(path: Path, device: str, backend: str, threads: int | None = None) -> Encoder:
+    """The `Encoder` for a model folder. `backend`: 'auto' → fp32 ONNX on a CPU where ONNX Runtime
+    is installed and the model exports (same vectors as torch fp32, about a third of its CPU time
+    per question), else torch (fp32 on CPU, fp16 on CUDA); 'torch'; 'onnx-fp32'; 'onnx-int8'
+    (CPU only: ~1.5x fp32 for bulk passages; used for questions too it ranked one dev question in
+    34 lower than fp32, so `auto` uses it for ingest only, see `ingest_backend`). `threads`: CPU
+    threads per model call (None: `embed_threads()`).
+
+    Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "auto").backend  # 'onnx-fp32'``
     """
-    if backend not in ("auto", "torch", "onnx-int8"):
-        raise ValueError(f"embed backend must be auto, torch or onnx-int8, not {backend!r}")
-    if backend == "onnx-int8" and device != "cpu":
-        raise DeviceNotAvailableError("the onnx-int8 embed backend runs on CPU only; set QA_DEVICE=cpu")
-    if backend == "onnx-int8":
-        from qa.embed_onnx import OnnxInt8Encoder
+    if backend not in BACKENDS:
+        raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if backend.startswith("onnx-") and device != "cpu":
+        raise DeviceNotAvailableError(f"the {backend} embed backend runs on CPU only; set QA_DEVICE=cpu")
+    threads = embed_threads() if threads is None else threads
+    if backend == "auto" and device == "cpu" and _onnx_runtime_available():
+        from qa.embed_onnx import OnnxExportError
 
-        return OnnxInt8Encoder(path, cache_dir=model_cache_dir() / "onnx-int8")
+        try:
+            return make_encoder(path, device, "onnx-fp32", threads)
+        except OnnxExportError:  # e.g. max pooling: torch runs any sentence-transformers model
+            pass
+    if backend.startswith("onnx-"):
+        from qa.embed_onnx import OnnxEncoder
+
+        return OnnxEncoder(path, model_cache_dir() / backend, backend.removeprefix("onnx-"), threads)
     from qa.embed_torch import TorchEncoder
 
-    return TorchEncoder(path, device)
+    return TorchEncoder(path, device, threads)
+
+
+def embed_threads() -> int:
+    """CPU threads per model call: `QA_EMBED_THREADS`, else ``OMP_NUM_THREADS`` (which `qa serve
+    --workers N` sets to cores // N), else 0 (the runtime's default: one per core).
+
+    Usage: ``OnnxEncoder(folder, cache, "fp32", threads=embed_threads())``
+    """
+    from qa.config import get_settings
+
+    configured = get_settings().embed_threads
+    if configured:
+        return configured
+    try:
+        return max(0, int(os.environ.get("OMP_NUM_THREADS", "0")))
+    except ValueError:
+        return 0
 
 
 def ingest_backend(device: str, backend: str) -> str:
@@ -394,7 +459,7 @@ def ingest_backend(device: str, backend: str) -> str:
     on CPU is 'onnx-int8' where ONNX Runtime is installed (≈1.5x the fp32 rate; its passage
     vectors, searched with fp32 query vectors, rank the dev set exactly as fp32 ones do), else
     what `backend` says. Questions and answer sentences are always embedded by `load_embedder`
-    ('auto' there is fp32 on CPU), so int8 never sees a question.
+    ('auto' there is fp32 ONNX, or torch fp32, on CPU), so int8 never sees a question.
 
     Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
     """
@@ -457,4 +522,6 @@ def load_embedder(name: str | None = None, *, device: str | None = None, backend
         if emb is None:
             path = resolve_model(name)
             emb = _cache[(name, device, backend)] = Embedder(make_encoder(path, device, backend), name, path)
+            # 'auto' shares its model with the backend it resolved to (one session, one cache)
+            _cache.setdefault((name, device, emb.backend if emb.backend.startswith("onnx-") else "torch"), emb)
         return emb

@@ -1,21 +1,25 @@
-"""embed_onnx: the `Encoder` that runs a model as int8 ONNX on ONNX Runtime (CPU).
+"""embed_onnx: the `Encoder` that runs a model as ONNX on ONNX Runtime (CPU), in fp32 or int8.
 
-The int8 model is made here, offline, from the local model folder: PyTorch's ONNX exporter
-(transformer + pooling + normalization in one graph), ONNX Runtime's BERT fusions, then its
+Both variants are made here, offline, from the local model folder: PyTorch's ONNX exporter
+(transformer + pooling + normalization in one graph) and ONNX Runtime's BERT fusions give the
+**fp32** model (`onnx-fp32`: the torch fp32 vectors to cosine ≥ 0.9999, at about a third of torch's
+CPU time for one short question); the **int8** one (`onnx-int8`) adds ONNX Runtime's
 dynamic int8 quantization of the MatMuls (one scale per output channel) and of the embedding
 table (the 250k-token vocabulary is most of the model: 118 MB instead of 470 MB). That is the recipe of
 sentence-transformers' `export_dynamic_quantized_onnx_model`, done without `optimum`, whose
 releases do not run with the transformers 5 that sentence-transformers 5+ needs. Per-channel
 scales matter: per-tensor ones drop the cosine to fp32 below 0.99 on our passages.
 
-The export runs once per model in a child process (it needs ~2 GB that the ingest or server
-process should not keep) and is cached in ``$QA_MODEL_CACHE/onnx-int8/<folder>-<fingerprint>``;
-the fingerprint covers the weights, the export recipe and the ONNX Runtime version.
+The export runs once per model and variant in a child process (it needs ~2 GB that the ingest
+or server process should not keep) and is cached in
+``$QA_MODEL_CACHE/onnx-<variant>/<folder>-<fingerprint>``; the fingerprint covers the weights,
+the export recipe and the ONNX Runtime version.
 
 Usage::
 
-    enc = OnnxInt8Encoder(folder, cache_dir=model_cache_dir() / "onnx-int8")
-    V = enc.encode(["passage: 衡阳日报…"], batch_size=32)   # (n, enc.dim) float32, L2-normalized
+    enc = OnnxEncoder(folder, model_cache_dir() / "onnx-fp32", "fp32", threads=2)
+    V = enc.encode(["query: 衡阳日报…"], batch_size=32)   # (n, enc.dim) float32, L2-normalized
+    enc = OnnxEncoder(folder, model_cache_dir() / "onnx-int8", "int8")   # bulk passages (ingest)
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ from pathlib import Path
 import numpy as np
 
 EXPORT_VERSION = 2  # bump when the exported graph or the quantization recipe changes
-MODEL_FILE = "model_int8.onnx"
+MODEL_FILES = {"int8": "model_int8.onnx", "fp32": "model_fp32.onnx"}  # variant → file in its cache folder
 MARKER_FILE = "export.json"
+RECIPES = {"fp32": "torch.onnx → ORT bert fusion",
+           "int8": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class OnnxExportError(RuntimeError):
-    """The model folder cannot be run as int8 ONNX (unsupported pooling, export failure)."""
+    """The model folder cannot be run as ONNX (unsupported pooling, export failure)."""
 
 
 def pooling_mode(folder: Path) -> str:
@@ -50,12 +56,12 @@ def pooling_mode(folder: Path) -> str:
     modules = json.loads((folder / "modules.json").read_text())
     kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
     if kinds[:2] != ["Transformer", "Pooling"] or any(k not in ("Normalize",) for k in kinds[2:]):
-        raise OnnxExportError(f"{folder}: int8 ONNX supports Transformer → Pooling [→ Normalize], not {kinds}")
+        raise OnnxExportError(f"{folder}: ONNX export supports Transformer → Pooling [→ Normalize], not {kinds}")
     pool = json.loads((folder / modules[1]["path"] / "config.json").read_text())
     modes = [k.removeprefix("pooling_mode_").removesuffix("_tokens").removesuffix("_token")
              for k, v in pool.items() if k.startswith("pooling_mode_") and v]
     if modes not in (["mean"], ["cls"]):
-        raise OnnxExportError(f"{folder}: int8 ONNX supports mean or CLS pooling, not {modes}")
+        raise OnnxExportError(f"{folder}: ONNX export supports mean or CLS pooling, not {modes}")
     return modes[0]
 
 
@@ -71,62 +77,82 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def int8_model_dir(folder: Path, cache_dir: Path) -> Path:
-    """Where the int8 export of `folder` is cached (whether or not it exists yet).
+def onnx_model_dir(folder: Path, cache_dir: Path) -> Path:
+    """Where the export of `folder` is cached in `cache_dir` (whether or not it exists yet).
 
-    Usage: ``int8_model_dir(folder, model_cache_dir() / "onnx-int8") / MODEL_FILE``
+    Usage: ``onnx_model_dir(folder, model_cache_dir() / "onnx-fp32") / MODEL_FILES["fp32"]``
     """
     return Path(cache_dir) / f"{folder.name}-{_fingerprint(folder)}"
 
 
-def ensure_int8_model(folder: Path, cache_dir: Path) -> Path:
-    """The cached int8 model of `folder`, exported first (in a child process) if missing.
+def ensure_onnx_model(folder: Path, cache_dir: Path, variant: str = "int8") -> Path:
+    """The cached `variant` ('int8' or 'fp32') ONNX model of `folder`, exported first (in a child
+    process) if missing. Concurrent callers wait on a file lock; a crash leaves no half folder
+    (atomic rename).
 
-    Concurrent callers wait on a file lock; a crash leaves no half folder (atomic rename).
-
-    Usage: ``onnx_file = ensure_int8_model(folder, model_cache_dir() / "onnx-int8")``
+    Usage: ``onnx_file = ensure_onnx_model(folder, model_cache_dir() / "onnx-fp32", "fp32")``
     """
+    if variant not in MODEL_FILES:
+        raise ValueError(f"ONNX variant must be one of {sorted(MODEL_FILES)}, not {variant!r}")
     folder = Path(folder).absolute()
     pooling_mode(folder)  # refuse unsupported models before paying for an export
-    target = int8_model_dir(folder, cache_dir)
+    target = onnx_model_dir(folder, cache_dir)
     if (target / MARKER_FILE).is_file():
-        return target / MODEL_FILE
+        return target / MODEL_FILES[variant]
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / MARKER_FILE).is_file():
-            _export_in_child(folder, target)
-    return target / MODEL_FILE
+            _export_in_child(folder, target, variant)
+    return target / MODEL_FILES[variant]
 
 
-def _export_in_child(folder: Path, target: Path) -> None:
+def _export_in_child(folder: Path, target: Path, variant: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-        done = subprocess.run([sys.executable, "-m", "qa.embed_onnx", str(folder), str(tmp)],
+        done = subprocess.run([sys.executable, "-m", "qa.embed_onnx", str(folder), str(tmp), variant],
                               env=env, capture_output=True, text=True)
         if done.returncode != 0:
-            raise OnnxExportError(f"int8 ONNX export of {folder} failed:\n{done.stderr[-2000:]}")
+            raise OnnxExportError(f"{variant} ONNX export of {folder} failed:\n{done.stderr[-2000:]}")
         tmp.chmod(0o755)
         os.rename(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def export_int8(folder: Path, out: Path) -> None:
-    """Export `folder` (transformer + pooling + normalize) to ``out/model_int8.onnx``.
-
-    Needs torch, transformers, onnx and onnxruntime; no network. Usage: ``python -m qa.embed_onnx FOLDER OUT``
+def export_onnx(folder: Path, out: Path, variant: str = "int8") -> None:
+    """Export `folder` (transformer + pooling + normalize) to ``out/<MODEL_FILES[variant]>``:
+    fused fp32, then for 'int8' quantized. Needs torch, transformers, onnx and onnxruntime; no
+    network. Usage: ``python -m qa.embed_onnx FOLDER OUT [int8|fp32]``
     """
-    import warnings
-
-    import onnx
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
-    from transformers import AutoModel
 
     mode = pooling_mode(folder)
+    raw, fused = out / "raw.onnx", out / "fused.onnx"
+    _torch_export(folder, raw, mode)
+    cfg = json.loads((folder / "config.json").read_text())
+    optimize_model(str(raw), model_type="bert", num_heads=cfg["num_attention_heads"],
+                   hidden_size=cfg["hidden_size"], opt_level=1).save_model_to_file(str(fused))
+    raw.unlink()
+    if variant == "int8":
+        _quantize(fused, out / MODEL_FILES["int8"])
+        fused.unlink()
+    else:
+        fused.rename(out / MODEL_FILES["fp32"])
+    (out / MARKER_FILE).write_text(json.dumps({
+        "source": str(folder), "export_version": EXPORT_VERSION, "pooling": mode, "variant": variant,
+        "recipe": RECIPES[variant],
+    }, indent=2) + "\n")
+
+
+def _torch_export(folder: Path, path: Path, mode: str) -> None:
+    """The model with its pooling and normalization as one fp32 ONNX graph at `path`."""
+    import warnings
+
+    import torch
+    from transformers import AutoModel
+
     # eager attention exports the plain MatMul/Softmax pattern that ONNX Runtime fuses into Attention
     model = AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
 
@@ -147,50 +173,52 @@ def export_int8(folder: Path, out: Path) -> None:
     ids = torch.ones(2, 16, dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
             "embedding": {0: "batch"}}
-    fp32, fused = out / "fp32.onnx", out / "fused.onnx"
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Pooled(model), (ids, torch.ones_like(ids)), str(fp32), dynamo=False,
+        torch.onnx.export(Pooled(model), (ids, torch.ones_like(ids)), str(path), dynamo=False,
                           input_names=["input_ids", "attention_mask"], output_names=["embedding"],
                           dynamic_axes=axes, opset_version=17)
-    del model
-    cfg = json.loads((folder / "config.json").read_text())
-    optimize_model(str(fp32), model_type="bert", num_heads=cfg["num_attention_heads"],
-                   hidden_size=cfg["hidden_size"], opt_level=1).save_model_to_file(str(fused))
-    fp32.unlink()
-    quantize_dynamic(str(fused), str(out / MODEL_FILE), weight_type=QuantType.QInt8, per_channel=True,
+
+
+def _quantize(fused: Path, out: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8, per_channel=True,
                      op_types_to_quantize=["MatMul", "Attention", "EmbedLayerNormalization"],
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    fused.unlink()
-    (out / MARKER_FILE).write_text(json.dumps({
-        "source": str(folder), "export_version": EXPORT_VERSION, "pooling": mode,
-        "recipe": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed",
-    }, indent=2) + "\n")
 
 
-class OnnxInt8Encoder:
-    """The int8 export of a model folder on ONNX Runtime's CPU provider; see the module docstring."""
+class OnnxEncoder:
+    """An ONNX export of a model folder (`variant` 'fp32' or 'int8') on ONNX Runtime's CPU
+    provider, with `threads` intra-op threads per model call (0: ONNX Runtime's default, one per
+    physical core); see the module docstring.
 
-    backend = "onnx-int8"
-    # Activations are quantized with one scale per model call, so a text's vector depends a
-    # little on the texts it shares a call with: calls from different requests must not merge,
-    # or the same question could get a different answer under load.
-    batch_invariant = False
+    Usage: ``OnnxEncoder(folder, model_cache_dir() / "onnx-fp32", "fp32").encode(["query: 衡阳"], 32)``
+    """
+
     device = "cpu"
     batch_size = 32
     max_batch_tokens = 8192  # 16 texts of 512 tokens; measured as fast as 32 and half the memory
 
-    def __init__(self, folder: Path, cache_dir: Path):
+    def __init__(self, folder: Path, cache_dir: Path, variant: str = "int8", threads: int = 0):
         import onnxruntime as ort
 
         folder = Path(folder)
-        onnx_file = ensure_int8_model(folder, cache_dir)
+        onnx_file = ensure_onnx_model(folder, cache_dir, variant)
+        self.variant, self.backend, self.threads = variant, f"onnx-{variant}", threads
+        # int8 quantizes activations with one scale per model call, so a text's vector depends a
+        # little on the texts it shares a call with: calls from different requests must not merge,
+        # or the same question could get a different answer under load. fp32 masks padding out.
+        self.batch_invariant = variant == "fp32"
         self.dim = int(_read_json(folder / "config.json")["hidden_size"])
         self.max_seq_length = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
         self.prompts = dict(_read_json(folder / "config_sentence_transformers.json").get("prompts") or {})
         self.tokenizer, self.pad_id = load_tokenizer(folder, self.max_seq_length)
         options = ort.SessionOptions()
         options.enable_cpu_mem_arena = False  # the arena would keep the largest batch's buffers for good
+        options.intra_op_num_threads = max(0, int(threads))
+        options.inter_op_num_threads = 1
         # idle worker threads sleep instead of spinning: on a shared or busy machine spinning
         # threads take the cores the working ones need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -239,9 +267,9 @@ def load_tokenizer(folder: Path, max_length: int):
     if pad_id is None:
         raise OnnxExportError(f"{folder}: the tokenizer names no padding token")
     tok.enable_truncation(max_length=min(max_length, int(config.get("model_max_length") or max_length)))
-    tok.no_padding()  # `OnnxInt8Encoder.encode` pads each batch to its own longest text
+    tok.no_padding()  # `OnnxEncoder.encode` pads each batch to its own longest text
     return tok, pad_id
 
 
-if __name__ == "__main__":  # the child process of `ensure_int8_model`
-    export_int8(Path(sys.argv[1]), Path(sys.argv[2]))
+if __name__ == "__main__":  # the child process of `ensure_onnx_model`
+    export_onnx(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "int8")

@@ -19,13 +19,21 @@ import numpy as np
 
 
 class TorchEncoder:
-    """A `SentenceTransformer` on one device; see the module docstring."""
+    """A `SentenceTransformer` on one device (`threads` > 0: that many CPU threads, process-wide);
+    see the module docstring.
 
-    def __init__(self, path: Path, device: str = "cpu"):
+    Usage: ``TorchEncoder(folder, "cpu").encode(["query: 衡阳"], 32)``
+    """
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 0):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in CLI output
+        if device == "cpu" and threads > 0:
+            import torch
+
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
         self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
         self.model.eval()
         if device == "cuda":

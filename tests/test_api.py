@@ -31,6 +31,10 @@ def test_health(live_server):
     body = httpx.get(f"{live_server}/health").json()
     assert body["status"] == "ok" and body["issues"] == 5 and body["passages"] > 50
     assert "e5" in body["embedder"]
+    # `qa serve` as the README starts it embeds questions with fp32 ONNX on a CPU (torch fp16 on CUDA)
+    from qa.embed import resolve_device
+
+    assert body["embed_backend"] == ("torch-fp16" if resolve_device("auto") == "cuda" else "onnx-fp32")
 
 
 def test_search_returns_passages_with_citations(live_server):

@@ -7,6 +7,7 @@ so only the first run pays the ~6 s conversion.
 
 from __future__ import annotations
 
+import json
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may come from a hub
@@ -74,8 +75,14 @@ def folder() -> Path:
 
 @pytest.fixture(scope="module")
 def emb(folder):
-    """The default embedder (torch fp32 on a CPU machine)."""
+    """The default embedder (fp32 ONNX on a CPU machine)."""
     return load_embedder()
+
+
+@pytest.fixture(scope="module")
+def onnx32(folder):
+    """The fp32 ONNX embedder (exported on first use, cached beside the model): the CPU default."""
+    return load_embedder(device="cpu", backend="onnx-fp32")
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +354,7 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
         finally:
             get_settings.cache_clear()
     questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
-    query_time = load_embedder()
+    query_time = load_embedder(device="cpu", backend="torch")
     assert query_time.backend == "torch-fp32"
     assert Store.open(seed_index).manifest()["embed_backends"] == "onnx-int8"
     assert Store.open(tmp_path / "fp32").manifest()["embed_backends"] == "torch-fp32"
@@ -358,6 +365,90 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
         assert got["auto"][metric] >= got["fp32"][metric] - 0.01, got
     assert got["int8"]["recall@5"] >= got["fp32"]["recall@5"] - 0.01, got
     assert got["int8"]["recall@1"] >= got["fp32"]["recall@1"] - 1 / got["fp32"]["n"] - 1e-9, got
+
+
+@pytest.mark.slow
+def test_onnx_fp32_vectors_match_torch_fp32(onnx32, fp32):
+    """The CPU default for questions and answer sentences: the same vectors as torch fp32."""
+    assert onnx32.backend == "onnx-fp32" and fp32.backend == "torch-fp32"
+    assert onnx32.encoder.batch_invariant  # concurrent requests may share a model call
+    texts = _ingest_texts()
+    assert len(texts) >= 100
+    cos = (onnx32.embed_passages(texts) * fp32.embed_passages(texts)).sum(1)
+    assert cos.min() >= 0.9999, (cos.min(), texts[int(cos.argmin())][:60])
+    questions = [json.loads(line)["question"] for line in
+                 (SEEDS.parent / "eval" / "dev.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    cos = (onnx32.embed_queries(questions) * fp32.embed_queries(questions)).sum(1)
+    assert len(questions) >= 30 and cos.min() >= 0.9999, cos.min()
+
+
+@pytest.mark.slow
+def test_onnx_fp32_questions_rank_the_dev_set_as_torch_fp32(seed_index, onnx32, fp32):
+    """`auto` on CPU (fp32 ONNX questions) gives exactly the retrieval figures of torch fp32."""
+    from qa.evaluate import evaluate_retrieval, load_questions
+    from qa.index import Archive
+    from qa.retrieve import HybridRetriever
+
+    assert load_embedder() is load_embedder(backend="auto") and load_embedder().backend == "onnx-fp32"
+    questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
+    got = [evaluate_retrieval(questions, HybridRetriever(Archive(seed_index), e), top_k=5)["overall"]
+           for e in (onnx32, fp32)]
+    assert got[0] == got[1], got
+
+
+def test_concurrent_queries_share_model_calls(onnx32):
+    """Questions arriving together from many request threads are embedded in fewer model calls,
+    and each caller gets the vector it would have got alone."""
+    questions = [q for q, _ in QA_PAIRS] * 4
+    alone = np.stack([onnx32.embed_query(q) for q in questions])
+    batcher = onnx32.batcher
+    requests0, calls0 = batcher.requests, batcher.calls
+    start = threading.Barrier(len(questions))
+    got = [None] * len(questions)
+
+    def ask(i):
+        start.wait()
+        got[i] = onnx32.embed_query(questions[i])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    requests, calls = batcher.requests - requests0, batcher.calls - calls0
+    assert requests == len(questions) and calls < requests, (requests, calls)
+    assert (np.stack(got) * alone).sum(1).min() >= 0.9999
+
+
+def test_one_request_embeds_a_repeated_question_once(onnx32):
+    from qa.embed import Embedder
+
+    q = "衡阳的云绩效平台哪天投入运行？"
+    calls0 = onnx32.batcher.calls
+    with Embedder.one_request():
+        a = onnx32.embed_query(q)
+        b = onnx32.embed_queries([q, q])
+    assert onnx32.batcher.calls - calls0 == 1
+    np.testing.assert_array_equal(np.stack([a, a]), b)
+    onnx32.embed_query(q)  # outside the scope nothing is remembered
+    assert onnx32.batcher.calls - calls0 == 2
+
+
+def test_embed_threads_setting(monkeypatch):
+    from qa.config import get_settings
+    from qa.embed import embed_threads
+
+    monkeypatch.delenv("QA_EMBED_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what `qa serve --workers 2` sets on 2 cores
+    get_settings.cache_clear()
+    assert embed_threads() == 1
+    monkeypatch.setenv("QA_EMBED_THREADS", "3")
+    get_settings.cache_clear()
+    try:
+        assert embed_threads() == 3
+    finally:
+        monkeypatch.delenv("QA_EMBED_THREADS")
+        get_settings.cache_clear()
 
 
 def test_length_batches_and_padding():
@@ -388,10 +479,10 @@ def test_int8_export_is_cached_beside_the_model_and_refuses_unknown_pooling(fold
     import shutil
 
     from qa.embed import make_encoder, model_cache_dir
-    from qa.embed_onnx import MARKER_FILE, OnnxExportError, int8_model_dir
+    from qa.embed_onnx import MARKER_FILE, OnnxExportError, onnx_model_dir
 
     assert int8.backend == "onnx-int8"
-    cached = int8_model_dir(folder, model_cache_dir() / "onnx-int8")
+    cached = onnx_model_dir(folder, model_cache_dir() / "onnx-int8")
     assert (cached / MARKER_FILE).is_file() and cached.parent.parent == folder.parent
     # a model with max pooling cannot run as int8 ONNX: a clear error (`auto` runs torch anyway)
     other = tmp_path / "max-pooled"

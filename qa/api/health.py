@@ -21,6 +21,9 @@ class Health(BaseModel):
     passages: int = Field(..., description="Passages in the archive.")
     issues: int = Field(..., description="Pages (issue pages) in the archive.")
     embedder: str = Field(..., description="The embedding model the archive was built with.")
+    embed_backend: str = Field(..., description="How this server embeds questions: 'onnx-fp32' (the CPU "
+                               "default), 'torch-fp32', 'torch-fp16' (CUDA) or 'onnx-int8'.",
+                               examples=["onnx-fp32"])
 
 
 @router.get("/health", response_model=Health, summary="Health and archive size",
@@ -29,4 +32,4 @@ def health(svc: Services = Depends(get_services)):
     """Answers once the model is loaded; for load balancers and `make serve` scripts."""
     counts = svc.archive.store.counts()
     return {"status": "ok", "passages": counts["passages"], "issues": counts["issues"],
-            "embedder": svc.embedder.model_id}
+            "embedder": svc.embedder.model_id, "embed_backend": svc.embedder.backend}

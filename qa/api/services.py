@@ -13,7 +13,7 @@ from fastapi import HTTPException, Request
 
 from qa.answer import AnswerResult, Answerer, LLMClient
 from qa.config import Settings
-from qa.embed import load_embedder
+from qa.embed import Embedder, load_embedder
 from qa.index import Archive
 from qa.retrieve import HybridRetriever
 from qa.store import open_store
@@ -43,9 +43,11 @@ class Services:
 
     def ask(self, question: str, history, top_k: int = 5, date_from: str | None = None,
             date_to: str | None = None) -> AnswerResult:
-        """Answer with the user/assistant turns of `history` (objects with .role and .content)."""
+        """Answer with the user/assistant turns of `history` (objects with .role and .content).
+        The question is embedded once for both retrieval and answer scoring (`Embedder.one_request`)."""
         turns = [Turn(m.role, m.content) for m in history if m.role in ("user", "assistant")]
-        return self.answerer.ask(question, turns, top_k=top_k, date_from=date_from, date_to=date_to)
+        with Embedder.one_request():
+            return self.answerer.ask(question, turns, top_k=top_k, date_from=date_from, date_to=date_to)
 
 
 def get_services(request: Request) -> Services:
