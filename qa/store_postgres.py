@@ -228,13 +228,13 @@ class PostgresStore(Store):
         self._reader.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[_Handle]:
+    def _transaction(self) -> Iterator[_Handle]:
         """All-or-nothing write: one PostgreSQL transaction, rolled back on any error."""
         with self.engine.begin() as c:
             yield _Handle(c)
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
+    def _writer_lock(self) -> Iterator[None]:
         """`pg_try_advisory_lock` on a connection of its own, held until the block ends (or the
         process does: the server frees a dead session's locks)."""
         with _reachable(self.url):

@@ -46,16 +46,17 @@ def test_pages_are_embedded_across_page_boundaries_and_written_in_order(tmp_path
     for f in seeds:
         (pages / f.name).write_bytes(f.read_bytes())
     (pages / "000_z.txt").write_bytes(b"\xff\xfe\x00broken")  # fails to parse, between the two
-    written = []
-    real_write = Archive.write_page
-    monkeypatch.setattr(Archive, "write_page",
-                        lambda self, page, *a: (written.append(page.issue.source), real_write(self, page, *a)))
+    written = []  # one list per store transaction
+    real_write = Archive.write_pages
+    monkeypatch.setattr(Archive, "write_pages",
+                        lambda self, batch: (written.append([b[0].issue.source for b in batch]), real_write(self, batch))[1])
     report = ingest_paths([pages], tmp_path / "index", progress=False)
     assert report.pages == 2 and report.passages >= 30
     assert [f for f, _ in report.failures] == [str(pages / "000_z.txt")]
     # both pages' passages in one model call (a batch holds up to 256 passages), not one per page
     assert spy.encoder.calls == [report.passages]
-    assert written == [f"pages/{f.name}" for f in seeds]  # names below the pages root, the index's parent
+    # in order, in one transaction (one embedding batch); names below the pages root, the index's parent
+    assert written == [[f"pages/{f.name}" for f in seeds]]
     store = Store.open(tmp_path / "index")
     assert len(store.issues()) == 2
     assert store.manifest()["embed_backends"] == emb.backend
