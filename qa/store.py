@@ -205,52 +205,44 @@ def page_name(path: Path, root: Path) -> str:
 
 class TermCache:
     """The writer's term → id map: ids committed by its own transactions (and terms it found
-    stored). Ids handed out inside a transaction or savepoint stay pending in a layer of their
-    own until it commits, and are dropped if it rolls back, since SQLite hands a rolled-back id
-    to the next new term. Bounded: emptied when it reaches `limit` terms (then filled again).
+    stored). Ids handed out inside a transaction or savepoint are logged in a layer of their own
+    and taken out again if it rolls back, since SQLite hands a rolled-back id to the next new
+    term. Bounded: emptied when it passes `limit` terms at a commit (then filled again).
 
     Usage: ``cache.begin(); cache.add({"衡阳": 7}); cache.commit(); cache.lookup(["衡阳"])``"""
 
     def __init__(self, limit: int = 500_000):
         self.limit = limit
-        self.committed: dict[str, int] = {}
-        self.layers: list[dict[str, int]] = []  # one per open transaction / savepoint
+        self.ids: dict[str, int] = {}
+        self.layers: list[list[str]] = []  # per open transaction / savepoint: the terms it added
 
     def lookup(self, terms) -> tuple[dict[str, int], list[str]]:
         """(ids of the terms known here, the terms that are not)."""
-        found, unknown = {}, []
-        get = self.committed.get
-        for t in set(terms):
-            i = get(t)
-            if i is None:
-                i = next((layer[t] for layer in self.layers if t in layer), None)
-            if i is None:
-                unknown.append(t)
-            else:
-                found[t] = i
-        return found, unknown
+        get, terms = self.ids.get, set(terms)
+        found = {t: i for t in terms if (i := get(t)) is not None}
+        return found, [t for t in terms if t not in found]
 
     def add(self, ids: dict[str, int]) -> None:
-        (self.layers[-1] if self.layers else self.committed).update(ids)
+        self.ids.update(ids)
+        if self.layers:
+            self.layers[-1].extend(ids)
 
     def begin(self) -> None:
-        self.layers.append({})
+        self.layers.append([])
 
     def commit(self) -> None:
-        top = self.layers.pop() if self.layers else {}
+        added = self.layers.pop() if self.layers else []
         if self.layers:
-            self.layers[-1].update(top)
-            return
-        if len(self.committed) + len(top) > self.limit:
-            self.committed.clear()
-        self.committed.update(top)
+            self.layers[-1].extend(added)
+        elif len(self.ids) > self.limit:
+            self.ids.clear()
 
     def rollback(self) -> None:
-        if self.layers:
-            self.layers.pop()
+        for term in self.layers.pop() if self.layers else []:
+            self.ids.pop(term, None)
 
     def clear(self) -> None:
-        self.committed.clear()
+        self.ids.clear()
         for layer in self.layers:
             layer.clear()
 
