@@ -33,6 +33,7 @@ from qa.store import page_name
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 QUEUE_PAGES = {"cpu": 16, "cuda": 256}  # prepared pages waiting for the embedder: bounds memory, keeps the model fed
 EMBED_BATCH_TEXTS = {"cpu": 256, "cuda": 4096}  # passages per embedding call, across pages
+READ_AHEAD = 4  # pages in flight per reader process
 
 
 @dataclass
@@ -143,19 +144,38 @@ def reader_processes() -> int:
     return 0 if cores <= 4 else min(12, cores - 3)
 
 
+_reader_tokenizer: PassageTokenizer | None = None  # in a reader process: its own, loaded once
+
+
+def _start_reader(tokenizer: PassageTokenizer | None) -> None:
+    """A reader process's initializer: keep the tokenizer (loaded at its first page) for every
+    page it prepares. Sent with each task instead, it would arrive unloaded every time and read
+    the model's tokenizer file (~17 MB) again for each page."""
+    global _reader_tokenizer
+    _reader_tokenizer = tokenizer
+
+
+def _prepare_in_reader(path: Path, source: str, stored_checksum: str | None) -> PreparedPage | SkippedPage:
+    return _prepare_file(path, source, stored_checksum, _reader_tokenizer)
+
+
 def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int,
                        tokenizer: PassageTokenizer | None = None) -> Iterator[PreparedPage | SkippedPage]:
+    """Prepared pages (or skips) in file order: in this thread, or by `processes` reader
+    processes with `READ_AHEAD` pages each in flight, so that a long page at the head of the
+    line does not leave the others idle."""
     if processes <= 0:
         for path, source in files:
             yield _prepare_file(path, source, store.checksum_of(source))
         return
     # spawn, not fork: the parent holds model threads (and maybe CUDA) that a fork would copy
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_reader, initargs=(tokenizer,))
     window: deque = deque()
     try:
         for path, source in files:
-            window.append(pool.submit(_prepare_file, path, source, store.checksum_of(source), tokenizer))
-            if len(window) >= 2 * processes:
+            window.append(pool.submit(_prepare_in_reader, path, source, store.checksum_of(source)))
+            if len(window) >= READ_AHEAD * processes:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
