@@ -84,9 +84,16 @@ def embedding_text(page: Page, passage: Passage) -> str:
     return f"{header}\n{passage.text}" if header else passage.text
 
 
-def lexical_tokens(passage: Passage) -> list[str]:
-    """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own."""
-    return passage_tokens(passage.headline, passage.text)
+def lexical_tokens(passage: Passage, headlines: dict[str, list[str]] | None = None) -> list[str]:
+    """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own, as
+    `passage_tokens` makes them; `headlines` keeps each headline's tokens for the passages after
+    the first of its article (same tokens, jieba run once)."""
+    if headlines is None or not passage.headline:
+        return passage_tokens(passage.headline, passage.text)
+    head = headlines.get(passage.headline)
+    if head is None:
+        head = headlines[passage.headline] = passage_tokens(passage.headline, "")
+    return head + passage_tokens(None, passage.text)
 
 
 @dataclass
@@ -115,8 +122,9 @@ def prepare_page(path: Path, page: Page) -> PreparedPage:
     Usage: ``prep = prepare_page(path, parse_page(path, "01.txt")); len(prep.texts)``
     """
     passages = chunk_page(page)
+    headlines: dict[str, list[str]] = {}
     return PreparedPage(path, page, passages, [embedding_text(page, p) for p in passages],
-                        [lexical_tokens(p) for p in passages])
+                        [lexical_tokens(p, headlines) for p in passages])
 
 
 def _prepare_file(path: Path, source: str, stored_checksum: str | None,
