@@ -4,9 +4,10 @@ psycopg 3 (the driver), for archives shared by several servers and machines.
 Chosen by ``QA_STORE_URL=postgresql://user:password@host:port/dbname``. The schema (the same
 tables as the SQLite store; vectors as int8 ``bytea`` with their scale) is created on first use,
 under an advisory lock so that servers starting together do not race. Reads run in autocommit on
-pooled connections; writes are transactions of a few pages (a savepoint each), as with SQLite. The writer lock is a
-session advisory lock held on a dedicated connection: one writer at a time across all machines,
-released by the server when the writer's connection ends, however the process ends.
+pooled connections; writes are transactions of a few pages (a savepoint each), as with SQLite.
+The writer lock is a session advisory lock held on a dedicated connection: one writer at a time
+across all machines, released by the server when the writer's connection ends, however the
+process ends.
 
 Usage::
 
