@@ -172,13 +172,29 @@ def free_ingest(pages: Path, folder: Path, readers: int | None = None) -> dict:
         ingest.reader_processes = lambda: readers
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            c0, k0 = time.process_time(), _children_cpu()
             report = ingest.ingest_paths([pages], Path(tmp) / "index", embed_model=DEFAULT_MODEL, progress=False)
+            cpu, readers_cpu = time.process_time() - c0, _children_cpu() - k0
+        n = max(report.passages, 1)
         return _report_json(report) | {"encoder": "free (tokenize only)", "reader_processes": ingest.reader_processes(),
-                                       "cpu_cores": os.cpu_count()}
+                                       "cpu_cores": os.cpu_count(),
+                                       # the ingesting process (writer, embed thread, reader thread or
+                                       # the pool's result thread) and its reader processes
+                                       "parent_cpu_ms_per_passage": round(1000 * cpu / n, 3),
+                                       "readers_cpu_ms_per_passage": round(1000 * readers_cpu / n, 3)}
     finally:
         ingest.reader_processes = saved_readers
         for k, v in saved.items():
             embed._cache.pop(k) if v is None else embed._cache.__setitem__(k, v)
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (reader processes, once the pool
+    has shut down)."""
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def stages(pages: int, readers: int | None) -> None:

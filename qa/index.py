@@ -2,16 +2,16 @@
 composed with a search index derived from it (qa.search: FAISS segments in the index folder by
 default, or a Milvus collection), so retrieval reads one `snapshot()` whatever the engines.
 
-Writing a page is one store transaction; the search index stages the page inside it (Milvus gets
-the new rows before the store commits, so a committed page is always searchable) and takes the
-commit after it (superseded rows deleted, FAISS buffers). Hits whose vec_id the store lacks are
+Writing pages is one store transaction (a savepoint per page); the search index stages each page
+inside it (Milvus gets the new rows before the store commits, so a committed page is always
+searchable) and takes the commit after it (superseded rows deleted, FAISS buffers). Hits whose vec_id the store lacks are
 dropped by the retriever, so no half-written page is ever visible.
 
 Usage::
 
     archive = Archive(Path("index"))
     with archive.writer():
-        archive.write_pages([(page, passages, vectors, tokens), ...])
+        archive.write_pages([(page, passages, vectors, tokens), ...])   # one transaction
         archive.refresh_derived()
     snap = archive.snapshot()       # a qa.search.SearchView; reloads after a completed ingest
 """
@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 
 from qa.chunk import Passage
-from qa.parse import Page
+from qa.parse import Page, PageError
 from qa.search import IndexRows, SearchView, date_int, open_search_index
 from qa.store import IndexBusyError, Store, article_id, dequantize, open_store, quantize
 
@@ -52,23 +52,40 @@ class Archive:
                 self.search.reset()
 
     def write_page(self, page: Page, passages: list[Passage], vectors: np.ndarray, tokens: list[list[str]]) -> None:
-        """Store one page atomically (replacing any earlier version). Call inside `writer()`."""
-        self.write_pages([(page, passages, vectors, tokens)])
+        """Store one page atomically (replacing any earlier version); raises its PageError. Call
+        inside `writer()`."""
+        error = self.write_pages([(page, passages, vectors, tokens)])[0]
+        if error is not None:
+            raise error
 
-    def write_pages(self, batch) -> None:
-        """Store pages given as (page, passages, vectors, tokens), one transaction each; their
-        search files follow at the next `refresh_derived` (one update for the whole batch).
-        The bulk path: call it with many pages at a time, then `refresh_derived` once; memory
-        stays bounded (FAISS flushes a segment every FLUSH_ROWS passages). Call inside `writer()`.
+    def write_pages(self, batch) -> list[PageError | None]:
+        """Store pages given as (page, passages, vectors, tokens) in one store transaction, each
+        page in a savepoint of its own: a page refused by the store (a PageError, returned in its
+        place; None for a page written) is undone alone and the others are kept, so every page
+        is all or nothing and a reader sees the batch's pages together or none of them. Any other
+        error undoes the whole batch and is raised. Their search files follow at the next
+        `refresh_derived` (one update for the whole batch). The bulk path: call it with many pages
+        at a time, then `refresh_derived` once; memory stays bounded (FAISS flushes a segment
+        every FLUSH_ROWS passages). Call inside `writer()`.
 
-        Usage: ``archive.write_pages([(page, passages, vectors, tokens)]); archive.refresh_derived()``"""
-        for page, passages, vectors, tokens in batch:
-            with self.store.transaction() as tx:
-                vec_ids = self.store.replace_page(tx, page, passages, vectors)
-                rows = _rows(page, passages, vec_ids, vectors, tokens)
-                staged = self.search.stage(tx, rows, page.issue.source)
+        Usage: ``errors = archive.write_pages([(page, passages, vectors, tokens)]); archive.refresh_derived()``"""
+        errors: list[PageError | None] = []
+        staged = []
+        with self.store.transaction() as tx:
+            for page, passages, vectors, tokens in batch:
+                try:
+                    with self.store.savepoint(tx):
+                        vec_ids = self.store.replace_page(tx, page, passages, vectors)
+                        rows = _rows(page, passages, vec_ids, vectors, tokens)
+                        staged.append(self.search.stage(tx, rows, page.issue.source))
+                    errors.append(None)
+                except PageError as exc:
+                    errors.append(exc)
+            if staged:
                 self.store.bump_generation(tx)
-            self.search.commit(staged)
+        for s in staged:
+            self.search.commit(s)
+        return errors
 
     def remove_page(self, source_or_id: str) -> bool:
         """Take a page out (by file name or issue id). Call inside `writer()`."""

@@ -1,5 +1,5 @@
 """ingest: files on disk → parse → chunk + tokenize (a thread ahead) → embed (batches across
-pages) → index (one transaction per page, in order).
+pages) → index (one transaction per embedding batch, a savepoint per page, in order).
 
 Usage::
 
@@ -33,6 +33,7 @@ from qa.store import page_name
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 QUEUE_PAGES = {"cpu": 16, "cuda": 256}  # prepared pages waiting for the embedder: bounds memory, keeps the model fed
 EMBED_BATCH_TEXTS = {"cpu": 256, "cuda": 4096}  # passages per embedding call, across pages
+READ_AHEAD = 4  # pages in flight per reader process
 
 
 @dataclass
@@ -83,9 +84,16 @@ def embedding_text(page: Page, passage: Passage) -> str:
     return f"{header}\n{passage.text}" if header else passage.text
 
 
-def lexical_tokens(passage: Passage) -> list[str]:
-    """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own."""
-    return passage_tokens(passage.headline, passage.text)
+def lexical_tokens(passage: Passage, headlines: dict[str, list[str]] | None = None) -> list[str]:
+    """BM25 tokens: the headline's tokens (a light field weight) plus the passage's own, as
+    `passage_tokens` makes them; `headlines` keeps each headline's tokens for the passages after
+    the first of its article (same tokens, jieba run once)."""
+    if headlines is None or not passage.headline:
+        return passage_tokens(passage.headline, passage.text)
+    head = headlines.get(passage.headline)
+    if head is None:
+        head = headlines[passage.headline] = passage_tokens(passage.headline, "")
+    return head + passage_tokens(None, passage.text)
 
 
 @dataclass
@@ -114,8 +122,9 @@ def prepare_page(path: Path, page: Page) -> PreparedPage:
     Usage: ``prep = prepare_page(path, parse_page(path, "01.txt")); len(prep.texts)``
     """
     passages = chunk_page(page)
+    headlines: dict[str, list[str]] = {}
     return PreparedPage(path, page, passages, [embedding_text(page, p) for p in passages],
-                        [lexical_tokens(p) for p in passages])
+                        [lexical_tokens(p, headlines) for p in passages])
 
 
 def _prepare_file(path: Path, source: str, stored_checksum: str | None,
@@ -143,19 +152,38 @@ def reader_processes() -> int:
     return 0 if cores <= 4 else min(12, cores - 3)
 
 
+_reader_tokenizer: PassageTokenizer | None = None  # in a reader process: its own, loaded once
+
+
+def _start_reader(tokenizer: PassageTokenizer | None) -> None:
+    """A reader process's initializer: keep the tokenizer (loaded at its first page) for every
+    page it prepares. Sent with each task instead, it would arrive unloaded every time and read
+    the model's tokenizer file (~17 MB) again for each page."""
+    global _reader_tokenizer
+    _reader_tokenizer = tokenizer
+
+
+def _prepare_in_reader(path: Path, source: str, stored_checksum: str | None) -> PreparedPage | SkippedPage:
+    return _prepare_file(path, source, stored_checksum, _reader_tokenizer)
+
+
 def _prepared_in_order(files: list[tuple[Path, str]], store, processes: int,
                        tokenizer: PassageTokenizer | None = None) -> Iterator[PreparedPage | SkippedPage]:
+    """Prepared pages (or skips) in file order: in this thread, or by `processes` reader
+    processes with `READ_AHEAD` pages each in flight, so that a long page at the head of the
+    line does not leave the others idle."""
     if processes <= 0:
         for path, source in files:
             yield _prepare_file(path, source, store.checksum_of(source))
         return
     # spawn, not fork: the parent holds model threads (and maybe CUDA) that a fork would copy
-    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_reader, initargs=(tokenizer,))
     window: deque = deque()
     try:
         for path, source in files:
-            window.append(pool.submit(_prepare_file, path, source, store.checksum_of(source), tokenizer))
-            if len(window) >= 2 * processes:
+            window.append(pool.submit(_prepare_in_reader, path, source, store.checksum_of(source)))
+            if len(window) >= READ_AHEAD * processes:
                 yield window.popleft().result()
         while window:
             yield window.popleft().result()
@@ -204,8 +232,8 @@ def _batches(items: queue.Queue, max_texts: int) -> Iterator[list[PreparedPage |
 
 
 def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport):
-    """(item, vectors) in order; each batch is embedded in one call (sorted by length inside),
-    the next batch while the caller writes the previous one."""
+    """Each batch as a list of (item, vectors), in order; a batch is embedded in one call (sorted
+    by length inside), the next batch while the caller writes the previous one."""
 
     def embed(batch: list) -> list:
         pages = [b for b in batch if isinstance(b, PreparedPage)]
@@ -224,10 +252,10 @@ def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport)
         for batch in batches:
             future = pool.submit(embed, batch)
             if in_flight is not None:
-                yield from in_flight.result()
+                yield in_flight.result()
             in_flight = future
         if in_flight is not None:
-            yield from in_flight.result()
+            yield in_flight.result()
 
 
 def _timed(pairs: Iterator, report: IngestReport) -> Iterator:
@@ -264,8 +292,8 @@ def ingest_paths(
 
     A producer thread parses, chunks and tokenizes pages ahead of the embedder into a bounded
     queue; pages are embedded across page boundaries in large batches and written in order, one
-    transaction per page (a crash loses at most the pages not yet written). Memory stays flat
-    whatever the number of pages.
+    transaction per batch, each page all or nothing inside it (a crash loses at most the batch
+    being written). Memory stays flat whatever the number of pages.
 
     Usage: ``report = ingest_paths([Path("seeds")], Path("index")); report.pages``
     """
@@ -289,9 +317,10 @@ def ingest_paths(
         try:
             batches = _batches(items, EMBED_BATCH_TEXTS[embedder.device])
             embedded = _timed(_embedded(batches, embedder, report), report)
-            for item, vectors in tqdm(embedded, total=len(files), desc="ingest", unit="page",
-                                      disable=not progress):
-                _write(archive, item, vectors, report)
+            with tqdm(total=len(files), desc="ingest", unit="page", disable=not progress) as bar:
+                for group in embedded:
+                    _write_group(archive, group, report)
+                    bar.update(len(group))
         finally:
             stop.set()
             reader.join()
@@ -302,30 +331,43 @@ def ingest_paths(
     return report
 
 
-def _write(archive: Archive, item: PreparedPage | SkippedPage, vectors, report: IngestReport) -> None:
+def _write_group(archive: Archive, group: list, report: IngestReport) -> None:
+    """Write one embedding batch's pages in order, in one store transaction (`Archive.write_pages`:
+    each page all or nothing, a page the store refuses reported and the others kept)."""
+    ready = [(item, vectors) for item, vectors in group if _settled(archive, item, report)]
+    errors = archive.write_pages([(item.page, item.passages, vectors, item.tokens) for item, vectors in ready])
+    for (item, _), error in zip(ready, errors, strict=True):
+        if error is not None:
+            report.failures.append((str(item.path), str(error)))
+            continue
+        report.pages += 1
+        report.articles += len(item.page.articles)
+        report.passages += len(item.passages)
+
+
+def _settled(archive: Archive, item: PreparedPage | SkippedPage, report: IngestReport) -> bool:
+    """Whether `item` is a page to write, its issue id settled against the store (in file order:
+    an earlier page may take the id); skips, failures and unchanged pages go to `report`."""
     if isinstance(item, SkippedPage):
         if item.reason is None:
             report.unchanged += 1
         else:
             report.failures.append((str(item.path), item.reason))
-        return
+        return False
     issue = item.page.issue
     chunked_as = issue.id
     try:
-        archive.store.check_identity(issue)  # here, in order: an earlier page may take the id
+        archive.store.check_identity(issue)
     except PageError as exc:
         report.failures.append((str(item.path), str(exc)))
-        return
+        return False
     if archive.store.checksum_of(issue.source) == issue.checksum:
         report.unchanged += 1  # a moved page: check_identity renamed the stored one in place
-        return
+        return False
     if issue.id != chunked_as:  # passages were chunked ahead, under the id the parser proposed
         for p in item.passages:
             p.id, p.issue_id = issue.id + p.id[len(chunked_as):], issue.id
-    archive.write_page(item.page, item.passages, vectors, item.tokens)
-    report.pages += 1
-    report.articles += len(item.page.articles)
-    report.passages += len(item.passages)
+    return True
 
 
 def remove_sources(sources: list[str], index_dir: Path) -> list[str]:

@@ -36,7 +36,7 @@ import json
 import os
 import re
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -203,6 +203,50 @@ def page_name(path: Path, root: Path) -> str:
 
 
 
+class TermCache:
+    """The writer's term → id map: ids committed by its own transactions (and terms it found
+    stored). Ids handed out inside a transaction or savepoint are logged in a layer of their own
+    and taken out again if it rolls back, since SQLite hands a rolled-back id to the next new
+    term. Bounded: emptied when it passes `limit` terms at a commit (then filled again).
+
+    Usage: ``cache.begin(); cache.add({"衡阳": 7}); cache.commit(); cache.lookup(["衡阳"])``"""
+
+    def __init__(self, limit: int = 500_000):
+        self.limit = limit
+        self.ids: dict[str, int] = {}
+        self.layers: list[list[str]] = []  # per open transaction / savepoint: the terms it added
+
+    def lookup(self, terms) -> tuple[dict[str, int], list[str]]:
+        """(ids of the terms known here, the terms that are not)."""
+        get, terms = self.ids.get, set(terms)
+        found = {t: i for t in terms if (i := get(t)) is not None}
+        return found, [t for t in terms if t not in found]
+
+    def add(self, ids: dict[str, int]) -> None:
+        self.ids.update(ids)
+        if self.layers:
+            self.layers[-1].extend(ids)
+
+    def begin(self) -> None:
+        self.layers.append([])
+
+    def commit(self) -> None:
+        added = self.layers.pop() if self.layers else []
+        if self.layers:
+            self.layers[-1].extend(added)
+        elif len(self.ids) > self.limit:
+            self.ids.clear()
+
+    def rollback(self) -> None:
+        for term in self.layers.pop() if self.layers else []:
+            self.ids.pop(term, None)
+
+    def clear(self) -> None:
+        self.ids.clear()
+        for layer in self.layers:
+            layer.clear()
+
+
 class Store(ABC):
     """The relational store's interface. Implementations supply the connections (`conn` for
     reads, `transaction` for all-or-nothing writes), the schema and the writer lock; the queries
@@ -216,6 +260,7 @@ class Store(ABC):
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._reserved_ids: dict[str, str] = {}  # id → source, handed out by check_identity
+        self._terms: TermCache | None = None  # term → id, while this object holds the writer lock
 
     @classmethod
     def open(cls, directory: Path, url: str | None = None) -> "Store":
@@ -232,15 +277,69 @@ class Store(ABC):
     def conn(self) -> Any:
         """A read handle for this thread: ``conn.execute(sql, params)``."""
 
-    @abstractmethod
-    def transaction(self) -> AbstractContextManager[Any]:
-        """All-or-nothing write: yields a `tx`, committed on exit, rolled back on any error."""
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """All-or-nothing write: yields a `tx`, committed on exit, rolled back on any error.
+        Term ids handed out inside it join the writer's term cache only once it has committed.
 
-    @abstractmethod
-    def writer_lock(self) -> AbstractContextManager[None]:
+        Usage: ``with store.transaction() as tx: store.remove_page(tx, "01")``"""
+        terms = self._terms
+        if terms is not None:
+            terms.begin()
+        try:
+            with self._transaction() as tx:
+                yield tx
+        except BaseException:
+            if terms is not None:
+                terms.rollback()
+            raise
+        if terms is not None:
+            terms.commit()
+
+    @contextmanager
+    def savepoint(self, tx: Any, name: str = "page") -> Iterator[Any]:
+        """A part of the transaction `tx` that is undone alone when it raises (SQL SAVEPOINT), so
+        several pages can share one transaction and still each be all or nothing.
+
+        Usage: ``with store.transaction() as tx, store.savepoint(tx): store.replace_page(tx, …)``"""
+        terms = self._terms
+        tx.execute(f"SAVEPOINT {name}")
+        if terms is not None:
+            terms.begin()
+        try:
+            yield tx
+        except BaseException:
+            tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            tx.execute(f"RELEASE SAVEPOINT {name}")
+            if terms is not None:
+                terms.rollback()
+            raise
+        tx.execute(f"RELEASE SAVEPOINT {name}")
+        if terms is not None:
+            terms.commit()
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
         """Exclusive write access to the archive, across processes (and machines, where the store
         is shared); raises `IndexBusyError` at once when another writer holds it; released when
-        the holder exits, however it exits."""
+        the holder exits, however it exits. While it is held, term ids are cached (`term_ids`):
+        no other process can add or renumber terms then.
+
+        Usage: ``with store.writer_lock(): ...``"""
+        with self._writer_lock():
+            self._terms = TermCache()
+            try:
+                yield
+            finally:
+                self._terms = None
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Any]:
+        """The implementation's all-or-nothing write (see `transaction`)."""
+
+    @abstractmethod
+    def _writer_lock(self) -> AbstractContextManager[None]:
+        """The implementation's exclusive writer lock (see `writer_lock`)."""
 
     def close(self) -> None:
         """Release this thread's connection (the store stays usable)."""
@@ -330,7 +429,23 @@ class Store(ABC):
                 for p, code in zip(passages, codes, strict=True)]
 
     def term_ids(self, tx: Any, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
-        """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`)."""
+        """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`). While this
+        store holds the writer lock, terms it has seen are answered from memory (`TermCache`)
+        and only the others are looked up.
+
+        Usage: ``with store.transaction() as tx: ids = store.term_ids(tx, ["衡阳", "日报"])``"""
+        cache = self._terms if add else None
+        if cache is None:
+            return self._term_ids_sql(tx, terms, add)
+        found, unknown = cache.lookup(terms)
+        if unknown:
+            new = self._term_ids_sql(tx, unknown, add)
+            cache.add(new)
+            found.update(new)
+        return found
+
+    @staticmethod
+    def _term_ids_sql(tx: Any, terms: set[str] | list[str], add: bool) -> dict[str, int]:
         terms = list(set(terms))
         found: dict[str, int] = {}
         for k in range(0, len(terms), 500):
@@ -349,6 +464,8 @@ class Store(ABC):
         return cur.rowcount > 0
 
     def clear(self, tx: Any) -> None:
+        if self._terms is not None:
+            self._terms.clear()  # the term ids go with the rows
         tx.execute("DELETE FROM issues")
         tx.execute("DELETE FROM terms")
         tx.execute("DELETE FROM manifest WHERE key IN ('embed_model', 'embed_dim')")

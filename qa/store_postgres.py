@@ -4,9 +4,10 @@ psycopg 3 (the driver), for archives shared by several servers and machines.
 Chosen by ``QA_STORE_URL=postgresql://user:password@host:port/dbname``. The schema (the same
 tables as the SQLite store; vectors as int8 ``bytea`` with their scale) is created on first use,
 under an advisory lock so that servers starting together do not race. Reads run in autocommit on
-pooled connections; a write is one transaction per page, as with SQLite. The writer lock is a
-session advisory lock held on a dedicated connection: one writer at a time across all machines,
-released by the server when the writer's connection ends, however the process ends.
+pooled connections; writes are transactions of a few pages (a savepoint each), as with SQLite.
+The writer lock is a session advisory lock held on a dedicated connection: one writer at a time
+across all machines, released by the server when the writer's connection ends, however the
+process ends.
 
 Usage::
 
@@ -228,13 +229,13 @@ class PostgresStore(Store):
         self._reader.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[_Handle]:
+    def _transaction(self) -> Iterator[_Handle]:
         """All-or-nothing write: one PostgreSQL transaction, rolled back on any error."""
         with self.engine.begin() as c:
             yield _Handle(c)
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
+    def _writer_lock(self) -> Iterator[None]:
         """`pg_try_advisory_lock` on a connection of its own, held until the block ends (or the
         process does: the server frees a dead session's locks)."""
         with _reachable(self.url):

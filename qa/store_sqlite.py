@@ -152,7 +152,7 @@ class SQLiteStore(Store):
             self._local.conn = None
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         """All-or-nothing write: BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
@@ -164,7 +164,7 @@ class SQLiteStore(Store):
         conn.execute("COMMIT")
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
+    def _writer_lock(self) -> Iterator[None]:
         """flock on `.writer.lock` in the index folder; released even on SIGKILL."""
         fh = open(self.directory / ".writer.lock", "a+")
         try:

@@ -4,13 +4,14 @@ share model calls; device choice fails clearly."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
 import pytest
 
 from qa import ingest
-from qa.embed import DeviceNotAvailableError, Embedder, load_embedder, resolve_device
+from qa.embed import DeviceNotAvailableError, Embedder, PassageTokenizer, load_embedder, resolve_device
 from qa.index import Archive
 from qa.ingest import ingest_paths
 from qa.store import Store
@@ -46,16 +47,17 @@ def test_pages_are_embedded_across_page_boundaries_and_written_in_order(tmp_path
     for f in seeds:
         (pages / f.name).write_bytes(f.read_bytes())
     (pages / "000_z.txt").write_bytes(b"\xff\xfe\x00broken")  # fails to parse, between the two
-    written = []
-    real_write = Archive.write_page
-    monkeypatch.setattr(Archive, "write_page",
-                        lambda self, page, *a: (written.append(page.issue.source), real_write(self, page, *a)))
+    written = []  # one list per store transaction
+    real_write = Archive.write_pages
+    monkeypatch.setattr(Archive, "write_pages",
+                        lambda self, batch: (written.append([b[0].issue.source for b in batch]), real_write(self, batch))[1])
     report = ingest_paths([pages], tmp_path / "index", progress=False)
     assert report.pages == 2 and report.passages >= 30
     assert [f for f, _ in report.failures] == [str(pages / "000_z.txt")]
     # both pages' passages in one model call (a batch holds up to 256 passages), not one per page
     assert spy.encoder.calls == [report.passages]
-    assert written == [f"pages/{f.name}" for f in seeds]  # names below the pages root, the index's parent
+    # in order, in one transaction (one embedding batch); names below the pages root, the index's parent
+    assert written == [[f"pages/{f.name}" for f in seeds]]
     store = Store.open(tmp_path / "index")
     assert len(store.issues()) == 2
     assert store.manifest()["embed_backends"] == emb.backend
@@ -88,18 +90,18 @@ def test_the_reader_never_runs_more_than_the_queue_ahead(tmp_path, emb, monkeypa
     monkeypatch.setitem(ingest.QUEUE_PAGES, emb.device, 2)
     monkeypatch.setitem(ingest.EMBED_BATCH_TEXTS, emb.device, 1)  # one page per embedding call
     parsed, ahead = [], []
-    real_prepare, real_write = ingest.prepare_page, ingest._write
+    real_prepare, real_write = ingest.prepare_page, ingest._write_group
 
     def prepare(path, page):
         parsed.append(path)
         return real_prepare(path, page)
 
-    def write(archive, item, vectors, report):
+    def write(archive, group, report):
         ahead.append(len(parsed) - (report.pages + len(report.failures) + report.unchanged))
-        return real_write(archive, item, vectors, report)
+        return real_write(archive, group, report)
 
     monkeypatch.setattr(ingest, "prepare_page", prepare)
-    monkeypatch.setattr(ingest, "_write", write)
+    monkeypatch.setattr(ingest, "_write_group", write)
     report = ingest_paths([pages], tmp_path / "index", progress=False)
     assert report.pages == 12
     # queue (2) + the batch being embedded + the one handed back + the one being put
@@ -128,6 +130,51 @@ def test_reader_processes_tokenize_for_the_model_and_give_the_same_vectors(tmp_p
     assert by_ids == [report.passages]  # only the run with a reader process embedded ids
     a, b = (v / np.linalg.norm(v, axis=1, keepdims=True) for v in (vectors[0], vectors[1]))  # stored as int8 codes
     assert (a * b).sum(1).min() >= 0.9999
+
+
+class LoadLoggingTokenizer(PassageTokenizer):
+    """A passage tokenizer that appends its process id to `log` each time it loads the model's
+    tokenizer (in whichever process it runs)."""
+
+    def __init__(self, folder, prefix, max_length, log):
+        super().__init__(folder, prefix, max_length)
+        self.log = log
+
+    def __call__(self, texts):
+        if self._tokenizer is None:
+            with open(self.log, "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+        return super().__call__(texts)
+
+
+class _NothingStored:
+    def checksum_of(self, source):
+        return None
+
+
+def test_a_reader_process_loads_the_models_tokenizer_once_for_all_its_pages(tmp_path, emb):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for i in range(5):
+        (pages / f"p{i}.txt").write_text(f"标题{i}\n\n" + "衡阳日报报道了本地新闻。" * 30, encoding="utf-8")
+    log = tmp_path / "loads.log"
+    tok = emb.passage_tokenizer()
+    tok = LoadLoggingTokenizer(tok.folder, tok.prefix, tok.max_length, log)
+    files = [(p, p.name) for p in sorted(pages.glob("*.txt"))]
+    items = list(ingest._prepared_in_order(files, _NothingStored(), 1, tok))
+    assert [i.path for i in items] == [p for p, _ in files]  # in order
+    assert all(len(i.input_ids) == len(i.texts) > 0 for i in items)
+    loads = log.read_text().split()
+    assert len(loads) == 1 and int(loads[0]) != os.getpid()  # once, in the reader process
+
+
+def test_prepared_tokens_are_the_passages_own_bm25_tokens():
+    from qa.lexical import passage_tokens
+    from qa.parse import parse_page
+
+    for path in sorted(SEEDS.glob("*.txt")):
+        prep = ingest.prepare_page(path, parse_page(path, path.name))
+        assert prep.tokens == [passage_tokens(p.headline, p.text) for p in prep.passages]  # headline tokens reused
 
 
 def test_concurrent_queries_share_model_calls_and_get_their_own_rows(emb):

@@ -203,6 +203,80 @@ def test_identity_rules_move_rename_and_clash(url, tmp_path, seed_vectors):
     assert store.counts()["issues"] == 2
 
 
+class _CountingTx:
+    """A transaction handle that counts the statements sent through it."""
+
+    def __init__(self, tx):
+        self.tx, self.statements = tx, 0
+
+    def execute(self, sql, params=()):
+        self.statements += 1
+        return self.tx.execute(sql, params)
+
+    def executemany(self, sql, rows):
+        self.statements += 1
+        return self.tx.executemany(sql, rows)
+
+
+def test_the_writers_term_cache_holds_only_committed_ids(url, tmp_path):
+    store = open_store(tmp_path / "index", url)
+    handed: dict[str, int] = {}
+    with store.writer_lock():
+        with store.transaction() as tx:
+            handed |= store.term_ids(tx, ["甲", "乙"])
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            store.term_ids(tx, ["丙"])  # its id is given back (SQLite hands it out again)
+            raise RuntimeError("rolled back")
+        with store.transaction() as tx:
+            with pytest.raises(PageError), store.savepoint(tx):
+                store.term_ids(tx, ["丁"])
+                raise PageError("this page only")
+            handed |= store.term_ids(tx, ["戊", "甲"])
+            handed |= store.term_ids(tx, ["丙", "丁"])
+        assert handed == dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+        assert len(set(handed.values())) == 5
+        with store.transaction() as tx:  # known terms come from memory: no statement at all
+            spy = _CountingTx(tx)
+            assert store.term_ids(spy, ["甲", "丁", "戊"]) == {t: handed[t] for t in ("甲", "丁", "戊")}
+            assert spy.statements == 0
+            assert store.term_ids(spy, ["甲", "己"])["甲"] == handed["甲"] and spy.statements > 0
+        with store.transaction() as tx:  # --rebuild: the ids go with the rows, and so does the cache
+            store.clear(tx)
+            renumbered = store.term_ids(tx, ["庚", "戊", "甲"])
+        assert renumbered == dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+    with store.transaction() as tx:  # no writer lock held: every lookup asks the store
+        spy = _CountingTx(tx)
+        assert store.term_ids(spy, ["甲"]) == {"甲": renumbered["甲"]} and spy.statements > 0
+
+
+def test_pages_share_a_transaction_and_each_stays_all_or_nothing(url, tmp_path, seed_vectors):
+    archive = Archive(tmp_path / "index", store=open_store(tmp_path / "index", url))
+    store = archive.store
+    write_pages(archive, SEED_FILES[:1], seed_vectors)
+    taken = store.issues()[0].id
+    generation = store.generation()
+    batch = []
+    for k, path in enumerate(SEED_FILES[1:4]):
+        page = parse_page(path, store.page_name(path))
+        store.check_identity(page.issue)
+        if k == 1:
+            page.issue.id = taken  # the store refuses it: its id belongs to another page
+        prep = prepare_page(path, page)
+        vecs = np.stack([seed_vectors.get(p.id, np.ones(384, np.float32) / 384 ** 0.5) for p in prep.passages])
+        batch.append((page, prep.passages, vecs.astype(np.float32), prep.tokens))
+    with archive.writer():
+        errors = archive.write_pages(batch)
+        archive.refresh_derived()
+    assert errors[0] is None and errors[2] is None and "already used" in str(errors[1])
+    assert store.generation() == generation + 1  # one transaction for the batch
+    assert sorted(i.source for i in store.issues()) == sorted(store.page_name(SEED_FILES[k]) for k in (0, 1, 3))
+    for page, passages, _, _ in (batch[0], batch[2]):
+        assert len(store.passages_by_id([p.id for p in passages])) == len(passages)  # whole pages
+    assert store.counts()["issues"] == 3
+    tokens = dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+    assert set(batch[2][3][0]) <= set(tokens)  # the kept pages' terms are stored
+
+
 def test_writer_lock_is_exclusive(url, tmp_path):
     one = Archive(tmp_path / "index", store=open_store(tmp_path / "index", url))
     two = Archive(tmp_path / "index", store=open_store(tmp_path / "index", url))
