@@ -37,6 +37,7 @@ from qa.parse import Article, Issue, Page, Paragraph  # noqa: E402
 from qa.retrieve import HybridRetriever  # noqa: E402
 
 PER_PAGE = 25  # passages a page (--per-page)
+SENTENCE_POOL = 20_000  # distinct real sentences recombined into passages
 QUESTIONS = ["衡阳在全国先进制造业百强市榜单中排第几位？", "刘国中出席了什么会议？", "朱健慰问一线医务人员时去了哪两家医院？",
              "衡阳获批设立的跨境电商综合试验区全称是什么？", "衡阳市2021年全年地区生产总值是多少亿元？", "防止返贫监测怎么做？"]
 
@@ -56,7 +57,7 @@ class Corpus:
         sentences = [s for _headline, paras in news_articles() for para in paras
                      for s in split_sentences(para) if 8 < len(s) <= 200]
         self.sentences = self.pyrng.sample(sentences, min(SENTENCE_POOL, len(sentences)))
-        self.token_pool = [passage_tokens(None, s) for s in sentences]
+        self.token_pool = [passage_tokens(None, s) for s in self.sentences]
         self.dim = dim
         self.centres = self._unit(self.rng.normal(size=(clusters, dim))) if clusters else None
 
