@@ -5,9 +5,14 @@ under the index folder, so adding or removing a page never rebuilds the archive.
 
 - ``seg-<name>/``: one immutable segment of at most 65,536 passages: ``vec_ids.npy`` (the store's
   ids), ``dates.npy`` (int32 yyyymmdd, 0 = unknown) and ``issues.npy`` (codes into
-  ``issue_table.json``) for filters, ``vectors.faiss`` (8-bit scalar quantized: exact below
-  ``IVF_MIN_ROWS`` passages, IVF above it with an nprobe tuned at build time for recall@10 ≥
-  ``TARGET_RECALL`` of an exact scan), and BM25 postings (``bm25_*.npy``, see `Postings`).
+  ``issue_table.json``) for filters, ``vectors.faiss`` (8-bit scalar quantized residuals in the
+  lists of the archive's coarse quantizer; a flat exact index while the archive has none yet),
+  and BM25 postings (``bm25_*.npy``, see `Postings`).
+- ``coarse-<name>/``: the coarse quantizer every IVF segment shares (`Coarse`): centroids trained
+  once, by the first segment of ``IVF_MIN_ROWS`` passages (afresh at a rebuild), and the nprobe
+  tuned on them for recall@10 ≥ ``TARGET_RECALL`` of an exact scan. A query is assigned to its
+  lists once; each segment then scans just those lists, so the query costs the passages scanned
+  (nprobe / nlist of the archive), however many segments there are.
 - ``gen-<N>/``: one published generation: ``segments.json`` (its segments, in order) and
   ``dead-<segment>.npy`` (rows of a segment whose passages have left the store since).
 - ``CURRENT``: the name of the current generation, switched by an atomic rename.
@@ -50,9 +55,9 @@ from qa.search import IndexRows, date_int
 DERIVED = "derived"
 _KEEP_GENERATIONS = 2  # a server may still be loading the previous one
 FLUSH_ROWS = 15_000  # buffered passages written as one new segment (MERGE_AT of them fit one segment)
-IVF_MIN_ROWS = 20_000  # the first segment this large trains the archive's coarse quantizer (IVF)
+IVF_MIN_ROWS = FLUSH_ROWS  # the first segment this large trains the archive's coarse quantizer (IVF)
 COARSE_LISTS = 1024  # lists of the coarse quantizer (fewer when trained on fewer rows)
-ROWS_PER_LIST = 20  # ... at least this many training rows per list
+ROWS_PER_LIST = 14  # ... at least this many training rows per list
 TARGET_RECALL = 0.985  # recall@10 of the IVF search against an exact scan, when tuning nprobe
 EXACT_FILTER_ROWS = 8192  # a filter this narrow is scored exactly, row by row
 MERGE_AT = 4  # this many segments of one size tier are merged into one
@@ -210,7 +215,7 @@ class Coarse:
         _single_threaded()
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         nlist = max(1, min(COARSE_LISTS, len(vectors) // ROWS_PER_LIST))
-        km = faiss.Kmeans(vectors.shape[1], nlist, niter=12, spherical=True, seed=1234,
+        km = faiss.Kmeans(vectors.shape[1], nlist, niter=20, spherical=True, seed=1234,
                           min_points_per_centroid=1, max_points_per_centroid=64)
         km.train(vectors)
         coarse = cls(name=uuid.uuid4().hex[:16], centroids=km.centroids.copy(), nprobe=nlist)
