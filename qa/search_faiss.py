@@ -60,6 +60,7 @@ COARSE_LISTS = 1024  # lists of the coarse quantizer (fewer when trained on fewe
 ROWS_PER_LIST = 14  # ... at least this many training rows per list
 TARGET_RECALL = 0.985  # recall@10 of the IVF search against an exact scan, when tuning nprobe
 EXACT_FILTER_ROWS = 8192  # a filter this narrow is scored exactly, row by row
+RERANK = 64  # dense candidates (at least) re-scored from the store's vectors
 MERGE_AT = 4  # this many segments of one size tier are merged into one
 MAX_DEAD_SHARE = 0.3  # a segment with more removed rows than this is rewritten
 
@@ -443,15 +444,37 @@ class Snapshot:
         return self.size > 0 if flt is None else bool(flt.any())
 
     def dense_top(self, qvec: np.ndarray, k: int, flt: np.ndarray | None = None) -> dict[int, float]:
-        return {int(self.vec_ids[p]): s for p, s in self.dense(qvec, k, flt).items()}
+        """The 8-bit codes choose max(k, RERANK) candidates; the store's vectors (what exact
+        search reads) score and order them, so near ties the codes blur come out right."""
+        found = self.dense(qvec, max(k, RERANK), flt)
+        ids = self.vec_ids[list(found)] if found else np.zeros(0, np.int64)
+        scores = self._stored_scores(qvec, ids)
+        if scores is None:
+            scores = np.array(list(found.values()), np.float32)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return {int(ids[j]): float(scores[j]) for j in top}
 
     def dense_of(self, qvec: np.ndarray, vec_ids: list[int]) -> np.ndarray:
+        """Scores as `dense_top` gives them: from the store's vectors (the index's codes for a
+        passage the store no longer holds)."""
+        stored = self._stored_scores(qvec, np.asarray(vec_ids, dtype=np.int64))
+        if stored is not None:
+            return stored
         pos = self.positions(vec_ids)
         out = np.zeros(len(pos), np.float32)
         ok = pos >= 0
         if ok.any():
             out[ok] = self.dense_scores(qvec, pos[ok].tolist())
         return out
+
+    def _stored_scores(self, qvec: np.ndarray, vec_ids: np.ndarray) -> np.ndarray | None:
+        """Inner products with the store's vectors; None when one of them has left the store."""
+        if not len(vec_ids):
+            return np.zeros(0, np.float32)
+        try:
+            return self.store.vectors(vec_ids) @ qvec.astype(np.float32).reshape(-1)
+        except KeyError:
+            return None
 
     def lexical_search(self, tokens: list[str], flt: np.ndarray | None = None) -> "_Bm25Hits":
         scores = self.lexical.scores(tokens)
@@ -651,8 +674,8 @@ class FaissIndex:
         names = None if rebuild else self._published_names()
         if names is not None and self.derived_generation() == gen and not self._buffer.rows:
             return gen
-        if names is None:
-            self._coarse = None  # a rebuild (or no usable generation): a quantizer trained afresh
+        if rebuild:
+            self._coarse = None  # a quantizer trained afresh on the archive as it is now
         self._flush()
         names = (names or []) + self._unpublished
         live = self.store.vec_ids()
