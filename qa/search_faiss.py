@@ -493,7 +493,7 @@ class Snapshot:
             return set()
         i = int(np.searchsorted(self.offsets, pos, side="right") - 1)
         row, post = pos - int(self.offsets[i]), self.segments[i].postings
-        ids = self.lexical._lookup(list(tokens))
+        ids = self.lexical.term_ids(list(tokens))
         held = set()
         for t, term_id in ids.items():
             rows, _ = post.docs_of(term_id)
