@@ -199,6 +199,10 @@ class LexicalIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int32)
         return np.concatenate(pos), np.concatenate(tfs), np.concatenate(lens)
 
+    def term_ids(self, tokens: list[str]) -> dict[str, int]:
+        """The vocabulary ids of those tokens the archive has seen."""
+        return self._lookup(tokens)
+
     def _idf(self, df: int) -> float:
         return math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
 

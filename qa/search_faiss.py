@@ -5,9 +5,14 @@ under the index folder, so adding or removing a page never rebuilds the archive.
 
 - ``seg-<name>/``: one immutable segment of at most 65,536 passages: ``vec_ids.npy`` (the store's
   ids), ``dates.npy`` (int32 yyyymmdd, 0 = unknown) and ``issues.npy`` (codes into
-  ``issue_table.json``) for filters, ``vectors.faiss`` (8-bit scalar quantized: exact below
-  ``IVF_MIN_ROWS`` passages, IVF above it with an nprobe tuned at build time for recall@10 ≥
-  ``TARGET_RECALL`` of an exact scan), and BM25 postings (``bm25_*.npy``, see `Postings`).
+  ``issue_table.json``) for filters, ``vectors.faiss`` (8-bit scalar quantized residuals in the
+  lists of the archive's coarse quantizer; a flat exact index while the archive has none yet),
+  and BM25 postings (``bm25_*.npy``, see `Postings`).
+- ``coarse-<name>/``: the coarse quantizer every IVF segment shares (`Coarse`): centroids trained
+  once, by the first segment of ``IVF_MIN_ROWS`` passages (afresh at a rebuild), and the nprobe
+  tuned on them for recall@10 ≥ ``TARGET_RECALL`` of an exact scan. A query is assigned to its
+  lists once; each segment then scans just those lists, so the query costs the passages scanned
+  (nprobe / nlist of the archive), however many segments there are.
 - ``gen-<N>/``: one published generation: ``segments.json`` (its segments, in order) and
   ``dead-<segment>.npy`` (rows of a segment whose passages have left the store since).
 - ``CURRENT``: the name of the current generation, switched by an atomic rename.
@@ -50,9 +55,16 @@ from qa.search import IndexRows, date_int
 DERIVED = "derived"
 _KEEP_GENERATIONS = 2  # a server may still be loading the previous one
 FLUSH_ROWS = 15_000  # buffered passages written as one new segment (MERGE_AT of them fit one segment)
-IVF_MIN_ROWS = 20_000  # segments this large get an approximate (IVF) index
-TARGET_RECALL = 0.985  # per segment recall@10 of the IVF index against exact search
 MERGE_AT = 4  # this many segments of one size tier are merged into one
+IVF_MIN_ROWS = MERGE_AT * FLUSH_ROWS  # the first segment this large trains the archive's coarse quantizer
+# (k-means needs many rows per list to find real centres: trained on 15k rows for 1024 lists it
+# needed nprobe 256 for the recall that 60k rows reach with 8, on the benchmark's vectors)
+COARSE_LISTS = 1024  # lists of the coarse quantizer (fewer when trained on fewer rows)
+ROWS_PER_LIST = 14  # ... at least this many training rows per list
+TARGET_RECALL = 0.99  # recall@10 of the IVF search against an exact scan, when tuning nprobe
+MIN_NPROBE = 8
+EXACT_FILTER_ROWS = 8192  # a filter this narrow is scored exactly, row by row
+RERANK = 64  # dense candidates (at least) re-scored from the store's vectors
 MAX_DEAD_SHARE = 0.3  # a segment with more removed rows than this is rewritten
 
 
@@ -71,6 +83,7 @@ class Segment:
     vectors: faiss.Index  # ids = rows
     nprobe: int  # 0: exact flat index
     postings: Postings
+    coarse: "Coarse | None" = None  # the shared coarse quantizer of its IVF lists (None: flat, or an older own-list IVF)
 
     @property
     def size(self) -> int:
@@ -78,15 +91,16 @@ class Segment:
 
     @classmethod
     def build(cls, vec_ids: np.ndarray, vectors: np.ndarray, dates: list, issue_nos: list,
-              postings: Postings) -> "Segment":
+              postings: Postings, coarse: "Coarse | None" = None) -> "Segment":
+        """A new segment; its vectors go into IVF lists of `coarse` when given, else a flat exact index."""
         table = sorted({n for n in issue_nos if n is not None})
         code = {n: i for i, n in enumerate(table)}
-        index, nprobe = _vector_index(np.ascontiguousarray(vectors, dtype=np.float32))
+        index, nprobe = _vector_index(np.ascontiguousarray(vectors, dtype=np.float32), coarse)
         return cls(name=uuid.uuid4().hex[:16], vec_ids=np.asarray(vec_ids, dtype=np.int64),
                    dates=np.array([d if isinstance(d, (int, np.integer)) else _date_int(d) for d in dates],
                                   dtype=np.int32),
                    issues=np.array([code.get(n, -1) for n in issue_nos], dtype=np.int32),
-                   issue_table=table, vectors=index, nprobe=nprobe, postings=postings)
+                   issue_table=table, vectors=index, nprobe=nprobe, postings=postings, coarse=coarse)
 
     def save(self, base: Path) -> None:
         """Write the segment as `base/seg-<name>` (complete and fsynced before it is named)."""
@@ -94,23 +108,27 @@ class Segment:
         np.save(tmp / "vec_ids.npy", self.vec_ids)
         np.save(tmp / "dates.npy", self.dates)
         np.save(tmp / "issues.npy", self.issues)
-        (tmp / "meta.json").write_text(json.dumps({"issue_table": self.issue_table, "nprobe": self.nprobe},
-                                                  ensure_ascii=False))
-        faiss.write_index(self.vectors, str(tmp / "vectors.faiss"))
+        (tmp / "meta.json").write_text(json.dumps({"issue_table": self.issue_table, "nprobe": self.nprobe,
+                                                   "coarse": self.coarse and self.coarse.name}, ensure_ascii=False))
+        _write_vectors(self.vectors, tmp / "vectors.faiss", shared=self.coarse is not None)
         self.postings.save(tmp)
         _fsync_tree(tmp)
         os.rename(tmp, base / f"seg-{self.name}")
 
     @classmethod
-    def load(cls, base: Path, name: str, vectors: bool = True) -> "Segment":
+    def load(cls, base: Path, name: str, vectors: bool = True,
+             coarse_of: Callable[[str], "Coarse"] | None = None) -> "Segment":
         """A saved segment; arrays are memory-mapped (shared through the page cache), the vector
-        index read whole unless `vectors` is False (a writer merging segments takes vectors from the store)."""
+        index read whole unless `vectors` is False (a writer merging segments takes vectors from
+        the store). `coarse_of` gives the shared coarse quantizer by name (Coarse.load)."""
         folder = base / f"seg-{name}"
         meta = json.loads((folder / "meta.json").read_text())
+        coarse = meta.get("coarse")
+        coarse = (coarse_of or (lambda c: Coarse.load(base, c)))(coarse) if coarse and vectors else None
         return cls(name=name, vec_ids=segment_ids(base, name), dates=_mapped(folder / "dates.npy"),
                    issues=_mapped(folder / "issues.npy"), issue_table=meta["issue_table"],
-                   vectors=faiss.read_index(str(folder / "vectors.faiss")) if vectors else None,
-                   nprobe=meta["nprobe"], postings=Postings.load(folder))
+                   vectors=_read_vectors(folder / "vectors.faiss", coarse) if vectors else None,
+                   nprobe=meta["nprobe"], postings=Postings.load(folder), coarse=coarse)
 
     def issue_strings(self) -> list[str | None]:
         return [self.issue_table[c] if c >= 0 else None for c in self.issues.tolist()]
@@ -139,6 +157,124 @@ class Segment:
         ok = rows[0] >= 0
         return rows[0][ok], scores[0][ok]
 
+    def search_lists(self, qvec: np.ndarray, k: int, allowed: np.ndarray | None,
+                     assigned: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the best `k` rows among `allowed` in the lists the query was assigned
+        to once for all segments (`Coarse.assign`): no centroid scan of its own."""
+        _single_threaded()
+        n_ok = self.size if allowed is None else int(allowed.sum())
+        if n_ok == 0 or k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        dis, lists = assigned
+        bitmap = sel = None
+        if allowed is not None and n_ok < self.size:
+            bitmap = np.packbits(allowed, bitorder="little")
+            sel = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))
+        k = min(k, n_ok)
+        scores, rows = np.empty((1, k), np.float32), np.empty((1, k), np.int64)
+        q = np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32)
+        self.vectors.search_preassigned_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(lists), faiss.swig_ptr(dis),
+                                          faiss.swig_ptr(scores), faiss.swig_ptr(rows), False,
+                                          faiss.SearchParametersIVF(sel=sel, nprobe=lists.shape[1]))
+        del bitmap
+        ok = rows[0] >= 0
+        return rows[0][ok], scores[0][ok]
+
+    def scores_of(self, qvec: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Inner products of the query with the vectors of `rows`, as the index stores them
+        (decoded row by row: no scan)."""
+        if not len(rows):
+            return np.zeros(0, np.float32)
+        decoded = self.vectors.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+        return decoded @ qvec.astype(np.float32).reshape(-1)
+
+
+@dataclass
+class Coarse:
+    """The coarse quantizer shared by the IVF segments of an archive: k-means centroids, trained
+    once (by the first segment of IVF_MIN_ROWS passages, or afresh at a rebuild), with the nprobe
+    tuned on them. A query is assigned to its lists once (`assign`) and every segment scans just
+    those lists, so a query costs the passages scanned, not a centroid scan per segment; new
+    segments of any size go into the same lists. Saved as ``coarse-<name>/`` (centroids.npy, meta.json).
+
+    Usage: ``coarse = Coarse.train(vectors); coarse.save(base); dis, lists = coarse.assign(q, coarse.nprobe)``"""
+
+    name: str
+    centroids: np.ndarray
+    nprobe: int
+    index: faiss.IndexFlatIP = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = faiss.IndexFlatIP(self.centroids.shape[1])
+        self.index.add(np.ascontiguousarray(self.centroids, dtype=np.float32))
+
+    @property
+    def nlist(self) -> int:
+        return len(self.centroids)
+
+    @classmethod
+    def train(cls, vectors: np.ndarray) -> "Coarse":
+        """Centroids of `vectors` (spherical k-means, at most COARSE_LISTS lists, ROWS_PER_LIST rows
+        each), and the smallest nprobe reaching TARGET_RECALL on them."""
+        _single_threaded()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        nlist = max(1, min(COARSE_LISTS, len(vectors) // ROWS_PER_LIST))
+        km = faiss.Kmeans(vectors.shape[1], nlist, niter=20, spherical=True, seed=1234,
+                          min_points_per_centroid=1, max_points_per_centroid=64)
+        km.train(vectors)
+        coarse = cls(name=uuid.uuid4().hex[:16], centroids=km.centroids.copy(), nprobe=nlist)
+        index, _ = _vector_index(vectors, coarse)
+        coarse.nprobe = _tune_nprobe(index, vectors, nlist)
+        return coarse
+
+    def assign(self, qvec: np.ndarray, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+        """(inner products, list numbers) of the query's `nprobe` nearest lists, shape (1, nprobe)."""
+        _single_threaded()
+        return self.index.search(np.ascontiguousarray(qvec.reshape(1, -1), dtype=np.float32),
+                                 max(1, min(self.nlist, nprobe)))
+
+    def save(self, base: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix=".coarse-tmp-", dir=base))
+        np.save(tmp / "centroids.npy", self.centroids)
+        (tmp / "meta.json").write_text(json.dumps({"nprobe": self.nprobe}))
+        _fsync_tree(tmp)
+        os.rename(tmp, base / f"coarse-{self.name}")
+
+    @classmethod
+    def load(cls, base: Path, name: str) -> "Coarse":
+        folder = base / f"coarse-{name}"
+        meta = json.loads((folder / "meta.json").read_text())
+        return cls(name=name, centroids=np.load(folder / "centroids.npy"), nprobe=meta["nprobe"])
+
+
+def _write_vectors(index: faiss.Index, path: Path, shared: bool) -> None:
+    """Write a vector index; an IVF on the shared coarse quantizer is written with an empty
+    stand-in for it (the centroids live once, in ``coarse-<name>/``)."""
+    if not shared:
+        faiss.write_index(index, str(path))
+        return
+    real, stand_in = index.quantizer, faiss.IndexFlatIP(index.d)
+    index.quantizer = stand_in
+    try:
+        faiss.write_index(index, str(path))
+    finally:
+        index.quantizer = real
+
+
+def _read_vectors(path: Path, coarse: Coarse | None) -> faiss.Index:
+    """A saved vector index; an IVF on a shared quantizer gets it back in place of its stand-in
+    (the segment holds the `Coarse`, so it outlives the index), and every IVF its row → code map,
+    so rows can be scored one by one."""
+    index = faiss.read_index(str(path))
+    if coarse is not None:
+        stand_in = index.quantizer
+        index.own_fields = False
+        stand_in.this.acquire()  # freed by Python from now on
+        index.quantizer = coarse.index
+    if isinstance(index, faiss.IndexIVF) and index.direct_map.type == 0:
+        index.make_direct_map(True)
+    return index
+
 
 _SINGLE_THREADED = False
 
@@ -162,23 +298,24 @@ def segment_ids(base: Path, name: str) -> np.ndarray:
     return np.load(base / f"seg-{name}" / "vec_ids.npy", mmap_mode="r").view(np.ndarray)
 
 
-def _vector_index(vectors: np.ndarray) -> tuple[faiss.Index, int]:
-    """8-bit scalar quantized inner-product index: flat (exact) when small, else IVF with a tuned nprobe."""
+def _vector_index(vectors: np.ndarray, coarse: Coarse | None = None) -> tuple[faiss.Index, int]:
+    """8-bit scalar quantized inner-product index: flat (exact) without a coarse quantizer, else
+    IVF lists of `coarse` with its nprobe. Returns (index, nprobe; 0 for flat)."""
     n, dim = vectors.shape
-    if n < IVF_MIN_ROWS:
+    if coarse is None:
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         if n:
             index.train(vectors)
             index.add(vectors)
         return index, 0
-    nlist = int(2 * math.sqrt(n))
-    quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+    index = faiss.IndexIVFScalarQuantizer(coarse.index, dim, coarse.nlist, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
-    index.cp.min_points_per_centroid = 1
+    # residuals to the list centroids are coded (tighter 8-bit ranges than the raw vectors); a score is
+    # the query's inner product with the centroid (from `Coarse.assign`) plus that with the residual
     index.train(vectors)
     index.add(vectors)
-    return index, _tune_nprobe(index, vectors, nlist)
+    index.make_direct_map(True)
+    return index, coarse.nprobe
 
 
 def _tune_nprobe(index: faiss.Index, vectors: np.ndarray, nlist: int, queries: int = 100) -> int:
@@ -188,7 +325,7 @@ def _tune_nprobe(index: faiss.Index, vectors: np.ndarray, nlist: int, queries: i
     q = vectors[rng.integers(0, len(vectors), queries)] + vectors[rng.integers(0, len(vectors), queries)]
     q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-12
     _, exact = index.search(q, 10, params=faiss.SearchParametersIVF(nprobe=nlist))
-    nprobe = 4
+    nprobe = MIN_NPROBE
     while nprobe < nlist:
         _, got = index.search(q, 10, params=faiss.SearchParametersIVF(nprobe=nprobe))
         recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact.tolist(), got.tolist())])
@@ -255,28 +392,48 @@ class Snapshot:
 
     def dense(self, qvec: np.ndarray, k: int, mask: np.ndarray | None = None, exact: bool = False) -> dict[int, float]:
         """The best `k` live positions by inner product (within `mask`), position → score;
-        `exact` scans every vector (for measuring the approximate index against)."""
+        `exact` scans every vector (for measuring the approximate index against). The query is
+        assigned to coarse lists once for all segments sharing a quantizer; the fewer passages
+        the filter allows, the more lists are probed, and a filter of at most EXACT_FILTER_ROWS
+        passages is scored row by row."""
+        allowed = [alive if mask is None else mask[self.offsets[i]:self.offsets[i + 1]]
+                   for i, alive in enumerate(self.alive)]
+        n_ok = self.size if mask is None else int(mask.sum())
+        if n_ok == 0 or k <= 0:
+            return {}
+        if mask is not None and n_ok <= EXACT_FILTER_ROWS:
+            return self._dense_rows(qvec, k, mask)
+        share = n_ok / max(self.size, 1)
+        assigned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         found: list[tuple[float, int]] = []
-        for i, (seg, alive) in enumerate(zip(self.segments, self.alive)):
-            allowed = alive if mask is None else mask[self.offsets[i]:self.offsets[i + 1]]
-            rows, scores = seg.search(qvec, k, allowed, exact)
+        for i, seg in enumerate(self.segments):
+            if seg.coarse is None:
+                rows, scores = seg.search(qvec, k, allowed[i], exact)
+            else:
+                c = seg.coarse
+                if c.name not in assigned:
+                    assigned[c.name] = c.assign(qvec, c.nlist if exact else math.ceil(c.nprobe / share))
+                rows, scores = seg.search_lists(qvec, k, allowed[i], assigned[c.name])
             found.extend(zip(scores.tolist(), (rows + self.offsets[i]).tolist()))
         found.sort(key=lambda x: -x[0])
         return {pos: score for score, pos in found[:k]}
 
+    def _dense_rows(self, qvec: np.ndarray, k: int, mask: np.ndarray) -> dict[int, float]:
+        """The best `k` positions of a narrow mask, every one of them scored (no scan)."""
+        positions = np.flatnonzero(mask)
+        scores = self.dense_scores(qvec, positions.tolist())
+        top = np.argsort(-scores, kind="stable")[:k]
+        return {int(positions[j]): float(scores[j]) for j in top}
+
     def dense_scores(self, qvec: np.ndarray, positions: list[int]) -> np.ndarray:
-        """Exact inner products of the query with the vectors at `positions` (as the index stores them)."""
+        """Exact inner products of the query with the vectors at `positions` (as the index stores
+        them), decoded row by row in each segment."""
         positions = np.asarray(positions, dtype=np.int64)
         out = np.zeros(len(positions), np.float32)
         seg_of = np.searchsorted(self.offsets, positions, side="right") - 1
         for i in np.unique(seg_of).tolist():
-            seg = self.segments[i]
-            allowed = np.zeros(seg.size, bool)
-            allowed[positions[seg_of == i] - self.offsets[i]] = True
-            rows, scores = seg.search(qvec, int(allowed.sum()), allowed, exact=True)
-            by_row = dict(zip(rows.tolist(), scores.tolist()))
-            for j in np.flatnonzero(seg_of == i).tolist():
-                out[j] = by_row.get(int(positions[j] - self.offsets[i]), 0.0)
+            at = np.flatnonzero(seg_of == i)
+            out[at] = self.segments[i].scores_of(qvec, positions[at] - self.offsets[i])
         return out
 
     # -- the qa.search.SearchView seam: vec_ids outside, positions inside -------------------
@@ -290,15 +447,37 @@ class Snapshot:
         return self.size > 0 if flt is None else bool(flt.any())
 
     def dense_top(self, qvec: np.ndarray, k: int, flt: np.ndarray | None = None) -> dict[int, float]:
-        return {int(self.vec_ids[p]): s for p, s in self.dense(qvec, k, flt).items()}
+        """The 8-bit codes choose max(k, RERANK) candidates; the store's vectors (what exact
+        search reads) score and order them, so near ties the codes blur come out right."""
+        found = self.dense(qvec, max(k, RERANK), flt)
+        ids = self.vec_ids[list(found)] if found else np.zeros(0, np.int64)
+        scores = self._stored_scores(qvec, ids)
+        if scores is None:
+            scores = np.array(list(found.values()), np.float32)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return {int(ids[j]): float(scores[j]) for j in top}
 
     def dense_of(self, qvec: np.ndarray, vec_ids: list[int]) -> np.ndarray:
+        """Scores as `dense_top` gives them: from the store's vectors (the index's codes for a
+        passage the store no longer holds)."""
+        stored = self._stored_scores(qvec, np.asarray(vec_ids, dtype=np.int64))
+        if stored is not None:
+            return stored
         pos = self.positions(vec_ids)
         out = np.zeros(len(pos), np.float32)
         ok = pos >= 0
         if ok.any():
             out[ok] = self.dense_scores(qvec, pos[ok].tolist())
         return out
+
+    def _stored_scores(self, qvec: np.ndarray, vec_ids: np.ndarray) -> np.ndarray | None:
+        """Inner products with the store's vectors; None when one of them has left the store."""
+        if not len(vec_ids):
+            return np.zeros(0, np.float32)
+        try:
+            return self.store.vectors(vec_ids) @ qvec.astype(np.float32).reshape(-1)
+        except KeyError:
+            return None
 
     def lexical_search(self, tokens: list[str], flt: np.ndarray | None = None) -> "_Bm25Hits":
         scores = self.lexical.scores(tokens)
@@ -308,8 +487,20 @@ class Snapshot:
         return self.lexical.idf(token)
 
     def holds(self, vec_id: int, tokens: set[str]) -> set[str]:
+        """Which of `tokens` the passage contains: a look-up in its segment's postings."""
         pos = int(self.positions([vec_id])[0])
-        return {t for t in tokens if pos >= 0 and self.lexical.scores([t])[pos] > 0}
+        if pos < 0 or not tokens:
+            return set()
+        i = int(np.searchsorted(self.offsets, pos, side="right") - 1)
+        row, post = pos - int(self.offsets[i]), self.segments[i].postings
+        ids = self.lexical.term_ids(list(tokens))
+        held = set()
+        for t, term_id in ids.items():
+            rows, _ = post.docs_of(term_id)
+            j = int(np.searchsorted(rows, row))
+            if j < len(rows) and rows[j] == row:
+                held.add(t)
+        return held
 
     def positions(self, vec_ids: list[int]) -> np.ndarray:
         """The live positions of `vec_ids` (-1 for one this snapshot lacks); the sorted lookup is
@@ -395,13 +586,20 @@ class FaissIndex:
         self._segments: dict[str, Segment] = {}  # loaded segments, shared by snapshots
         self._buffer = _Buffer()
         self._unpublished: list[str] = []  # segments written by this writer, not yet published
+        self._coarses: dict[str, Coarse] = {}  # loaded coarse quantizers, by name
+        self._coarse: Coarse | None | bool = False  # the writer's quantizer for new segments (False: not looked up)
+        self._terms: dict[str, int] = {}  # term ids this writer has seen committed (cleared with the writer)
 
     # -- writing ----------------------------------------------------------------------------
     def stage(self, tx, rows: IndexRows, source: str):
         """Term ids of the page's tokens, inside the store transaction that writes it."""
         if not len(rows):
             return None
-        ids = self.store.term_ids(tx, {t for toks in rows.tokens for t in toks})
+        terms = {t for toks in rows.tokens for t in toks}
+        known = self._terms
+        ids = {t: known[t] for t in terms if t in known}
+        if len(ids) < len(terms):
+            ids.update(self.store.term_ids(tx, [t for t in terms if t not in known]))
         return rows, ids
 
     def commit(self, staged) -> None:
@@ -409,6 +607,7 @@ class FaissIndex:
         if staged is None:
             return
         rows, ids = staged
+        self._terms.update(ids)  # committed now: valid for the rest of this writer's session
         self.base.mkdir(exist_ok=True)
         buf = self._buffer
         buf.vec_ids.append(np.asarray(rows.vec_ids, dtype=np.int64))
@@ -423,20 +622,40 @@ class FaissIndex:
         """Nothing to do: the next refresh tombstones what left the store."""
 
     def cleared(self) -> None:
-        """Nothing to do: the next refresh finds every segment dead."""
+        """The store's terms are gone; the next refresh finds every segment dead and trains a new quantizer."""
+        self._terms, self._coarse = {}, None
 
     def reset(self) -> None:
         # What was buffered or flushed but not published is the store's to recover from now.
         self._buffer, self._unpublished = _Buffer(), []
+        self._terms, self._coarse = {}, False
 
     def _flush(self) -> None:
         buf = self._buffer
         if buf.rows:
-            seg = Segment.build(np.concatenate(buf.vec_ids), np.concatenate(buf.vectors), buf.dates,
-                                buf.issue_nos, Postings.from_docs(buf.docs))
-            seg.save(self.base)
-            self._unpublished.append(seg.name)
+            self._unpublished.append(self._save_buffer(buf))
         self._buffer = _Buffer()
+
+    def _coarse_for(self, vectors: np.ndarray) -> Coarse | None:
+        """The quantizer new segments go into: the one the published segments use (the newest),
+        else one trained on `vectors` when they are IVF_MIN_ROWS or more, else None (flat)."""
+        if self._coarse is False:
+            self._coarse = None
+            for name in reversed(self._published_names() or []):
+                meta = json.loads((self.base / f"seg-{name}" / "meta.json").read_text())
+                if meta.get("coarse"):
+                    self._coarse = self._coarse_named(meta["coarse"])
+                    break
+        if self._coarse is None and len(vectors) >= IVF_MIN_ROWS:
+            self._coarse = Coarse.train(vectors)
+            self._coarse.save(self.base)
+            self._coarses[self._coarse.name] = self._coarse
+        return self._coarse
+
+    def _coarse_named(self, name: str) -> Coarse:
+        if name not in self._coarses:
+            self._coarses[name] = Coarse.load(self.base, name)
+        return self._coarses[name]
 
     def derived_generation(self) -> int | None:
         try:
@@ -458,6 +677,8 @@ class FaissIndex:
         names = None if rebuild else self._published_names()
         if names is not None and self.derived_generation() == gen and not self._buffer.rows:
             return gen
+        if rebuild:
+            self._coarse = None  # a quantizer trained afresh on the archive as it is now
         self._flush()
         names = (names or []) + self._unpublished
         live = self.store.vec_ids()
@@ -473,7 +694,7 @@ class FaissIndex:
     def _segment(self, name: str) -> Segment:
         seg = self._segments.get(name)
         if seg is None:
-            seg = self._segments[name] = Segment.load(self.base, name)
+            seg = self._segments[name] = Segment.load(self.base, name, coarse_of=self._coarse_named)
         return seg
 
     def _published_names(self) -> list[str] | None:
@@ -490,8 +711,12 @@ class FaissIndex:
         buf = _Buffer()
         for rows in self.store.iter_index_rows(vec_ids):
             tokens = [passage_tokens(h, t) for h, t in zip(rows["headlines"], rows["texts"])]
-            with self.store.transaction() as tx:
-                ids = self.store.term_ids(tx, {t for toks in tokens for t in toks})
+            terms = {t for toks in tokens for t in toks}
+            ids = {t: self._terms[t] for t in terms if t in self._terms}
+            if len(ids) < len(terms):
+                with self.store.transaction() as tx:
+                    ids.update(self.store.term_ids(tx, [t for t in terms if t not in ids]))
+                self._terms.update(ids)
             buf.vec_ids.append(rows["vec_ids"])
             buf.vectors.append(rows["vectors"])
             buf.docs.extend(np.fromiter((ids[t] for t in toks), np.int32, len(toks)) for toks in tokens)
@@ -505,8 +730,9 @@ class FaissIndex:
         return names
 
     def _save_buffer(self, buf: _Buffer) -> str:
-        seg = Segment.build(np.concatenate(buf.vec_ids), np.concatenate(buf.vectors), buf.dates, buf.issue_nos,
-                            Postings.from_docs(buf.docs))
+        vectors = np.concatenate(buf.vectors)
+        seg = Segment.build(np.concatenate(buf.vec_ids), vectors, buf.dates, buf.issue_nos,
+                            Postings.from_docs(buf.docs), self._coarse_for(vectors))
         seg.save(self.base)
         return seg.name
 
@@ -541,9 +767,10 @@ class FaissIndex:
         keep = [alive[n] for n in group]
         vec_ids = np.concatenate([s.vec_ids[k] for s, k in zip(segs, keep)])
         issue_nos = [n for s, k in zip(segs, keep) for n, kk in zip(s.issue_strings(), k.tolist()) if kk]
-        seg = Segment.build(vec_ids, self.store.vectors(vec_ids),
+        vectors = self.store.vectors(vec_ids)
+        seg = Segment.build(vec_ids, vectors,
                             np.concatenate([s.dates[k] for s, k in zip(segs, keep)]).tolist(), issue_nos,
-                            Postings.merge([(s.postings, k) for s, k in zip(segs, keep)]))
+                            Postings.merge([(s.postings, k) for s, k in zip(segs, keep)]), self._coarse_for(vectors))
         seg.save(self.base)
         return seg.name
 
@@ -581,8 +808,22 @@ class FaissIndex:
             if seg.name.removeprefix("seg-") not in used:
                 shutil.rmtree(seg, ignore_errors=True)
                 self._segments.pop(seg.name.removeprefix("seg-"), None)
-        for tmp in [*self.base.glob(".gen-tmp-*"), *self.base.glob(".seg-tmp-*")]:
+        self._prune_coarse(used)
+        for tmp in [*self.base.glob(".gen-tmp-*"), *self.base.glob(".seg-tmp-*"), *self.base.glob(".coarse-tmp-*")]:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _prune_coarse(self, used_segments: set[str]) -> None:
+        """Remove quantizers no kept segment (nor this writer) uses."""
+        used = {self._coarse.name} if isinstance(self._coarse, Coarse) else set()
+        for name in used_segments:
+            try:
+                used.add(json.loads((self.base / f"seg-{name}" / "meta.json").read_text()).get("coarse"))
+            except (FileNotFoundError, json.JSONDecodeError):
+                continue
+        for folder in self.base.glob("coarse-*"):
+            if folder.name.removeprefix("coarse-") not in used:
+                shutil.rmtree(folder, ignore_errors=True)
+                self._coarses.pop(folder.name.removeprefix("coarse-"), None)
 
     # -- reading ----------------------------------------------------------------------------
     def snapshot(self) -> "Snapshot":
