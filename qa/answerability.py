@@ -26,7 +26,14 @@ The features (`Answerability`) are measured on the retrieved passages of one que
   none of the top passages (with headlines) contains: '伊朗' on a page about 伊拉克;
 - ``sentence_entity_missing``: the same for the best answer sentences, with their headlines;
 - ``asks_list``: 1 when the question asks for several items (the answerer's list rule): such a
-  question is answered across articles, so no one sentence holds all its terms.
+  question is answered across articles, so no one sentence holds all its terms;
+- ``value_coverage``: of the best answer sentences that hold a value of the asked-for kind (all
+  of them when the question asks for none), the largest idf-weighted share of the question's
+  terms that one of them states with its headline (`term_present`): the value has to stand
+  where the question's subject does ('第88位' is a rank, but of 先进制造业, not of 营商环境).
+
+Terms count as stated literally or as an abbreviation either way (`term_present`: '跨境电商' in
+'跨境电子商务', '人民代表大会' in '市人大').
 
 The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
 answerer, the embedding model or the eval files with::
@@ -150,14 +157,71 @@ def entity_terms(question: str) -> list[str]:
     return out
 
 
+_CUT = re.compile(r"[\W_]+")  # an abbreviation never spans punctuation
+_NUMBERED = re.compile(r"[\d一二三四五六七八九十百千万亿两〇零]")  # '第十六届' is not '第六届': exact only
+ABBREVIATION_SPAN = 2  # an abbreviation's characters lie within twice its length
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """Whether `short` is `long` abbreviated the Chinese way: its characters in order, the first
+    one first, not one contiguous piece, within `ABBREVIATION_SPAN` times its length
+    ('跨境电商' ⊂ '跨境电子商务', '人大' ⊂ '人民代表大会', '党代会' ⊂ '党代表大会')."""
+    if len(short) < 2 or len(long) <= len(short) or long[0] != short[0] or short in long:
+        return False
+    at = 0
+    for ch in short[1:]:
+        at = long.find(ch, at + 1)
+        if at < 0:
+            return False
+    return at <= ABBREVIATION_SPAN * len(short)
+
+
+def _abbreviated_in(term: str, run: str) -> bool:
+    """`term` abbreviates a stretch of `run`, or a stretch of `run` abbreviates `term`. A
+    two-character term must abbreviate one whole word of the run ('人大' ⊂ '人民代表大会', but
+    '全称' is not in '全面称赞')."""
+    if len(term) == 2:
+        return any(_abbreviates(term, word) for word, _ in _tags(run))
+    for i in (i for i, ch in enumerate(run) if ch == term[0]):
+        window = run[i:i + ABBREVIATION_SPAN * len(term) + 1]
+        if _abbreviates(term, window) or any(_abbreviates(window[:n], term) for n in range(2, len(term))):
+            return True
+    return False
+
+
+def term_present(term: str, text: str) -> bool:
+    """Whether `text` states `term`: literally, or one as an abbreviation of the other within a
+    run of text between punctuation ('跨境电商' is in '跨境电子商务综合试验区', '人民代表大会' in
+    '市人大常委会'). Numbered names ('第十六届') match only literally.
+
+    Usage: ``term_present("跨境电商", "中国(衡阳)跨境电子商务综合试验区")`` → True"""
+    t, text = fold(term), fold(text)
+    if t in text:
+        return True
+    if len(t) < 2 or _NUMBERED.search(t):
+        return False
+    return any(t[0] in run and _abbreviated_in(t, run) for run in _CUT.split(text))
+
+
 def missing_share(terms: list[str], text: str) -> float:
-    """The share of `terms` that `text` (folded) lacks; 0 when there are none.
+    """The share of `terms` that `text` does not state (`term_present`: literally or as an
+    abbreviation either way); 0 when there are none.
 
     Usage: ``missing_share(["院长"], "华新分院副院长…")`` → 0.0"""
     if not terms:
         return 0.0
-    t = fold(text)
-    return sum(term not in t for term in terms) / len(terms)
+    return sum(not term_present(term, text) for term in terms) / len(terms)
+
+
+def stated_share(weights: dict[str, float], text: str) -> float:
+    """The weight share of the question's terms (`weights`: term → idf) that `text` states
+    (`term_present`); 0 when there are none.
+
+    Usage: ``stated_share({"跨境电商": 5.0, "全称": 3.0}, "跨境电子商务综合试验区")`` → 0.625"""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    return sum(w for term, w in weights.items() if term_present(term, text)) / total
 
 
 @dataclass
@@ -173,6 +237,7 @@ class Answerability:
     entity_missing: float = 0.0
     sentence_entity_missing: float = 0.0
     asks_list: float = 0.0
+    value_coverage: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:
