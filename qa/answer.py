@@ -321,7 +321,8 @@ class Answerer:
                              entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
                              sentence_entity_missing=missing_share(entities, near),
                              asks_list=float(bool(_ASKS_LIST.search(question))),
-                             value_coverage=max((stated_share(weights, t) for t in valued), default=0.0))
+                             value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
+                             joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0))
 
     @staticmethod
     def _value_missing(question: str, best: list[_Sentence]) -> float:

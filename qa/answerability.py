@@ -30,7 +30,11 @@ The features (`Answerability`) are measured on the retrieved passages of one que
 - ``value_coverage``: of the best answer sentences that hold a value of the asked-for kind (all
   of them when the question asks for none), the largest idf-weighted share of the question's
   terms that one of them states with its headline (`term_present`): the value has to stand
-  where the question's subject does ('第88位' is a rank, but of 先进制造业, not of 营商环境).
+  where the question's subject does ('第88位' is a rank, but of 先进制造业, not of 营商环境);
+- ``joint_missing``: the smallest share of the question's slot and entity terms together that
+  one of those value-holding sentences (with its headline) lacks; 1 when none holds the value.
+  A page that says when the 党代会 was *held* but only elsewhere what *opened* has the terms,
+  but never in one sentence with a date.
 
 Terms count as stated literally or as an abbreviation either way (`term_present`: '跨境电商' in
 '跨境电子商务', '人民代表大会' in '市人大').
@@ -62,6 +66,7 @@ from importlib import resources
 from pathlib import Path
 
 from qa.lexical import fold
+from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH
 
 MODEL_FILE = "not_found_model.json"
 
@@ -123,10 +128,18 @@ def _tags(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(tagged(text))
 
 
+def _asked_phrase_end(words: list[tuple[str, str]], i: int) -> int:
+    """The last index of the question phrase starting at `i`: the question word with the
+    measure words after it ('哪' '座' in '哪座城市举办'), so that the slot is looked for beyond it."""
+    while i + 1 < len(words) and words[i + 1][1] == "q":
+        i += 1
+    return i
+
+
 def slot_terms(question: str) -> list[str]:
-    """The content words next to the question word, within its clause: what the question asks
-    about its subject ('开幕' in '党代会是哪天开幕的', '院长' in '华新分院的院长是谁'). Names are the
-    subject, not the slot, and are left out.
+    """The content words next to the question phrase, within its clause: what the question asks
+    about its subject ('开幕' in '党代会是哪天开幕的', '院长' in '华新分院的院长是谁', '举办' in
+    '在哪座城市举办'). Names are the subject, not the slot, and are left out.
 
     Usage: ``slot_terms("市中心医院华新分院的院长是谁？")`` → ['院长']"""
     words = list(_tags(question))
@@ -134,7 +147,8 @@ def slot_terms(question: str) -> list[str]:
     for i, (word, _) in enumerate(words):
         if not QUESTION_WORD.search(word):
             continue
-        for j in (i - 2, i - 1, i + 1, i + 2):
+        end = _asked_phrase_end(words, i)
+        for j in (i - 2, i - 1, end + 1, end + 2):
             if not 0 <= j < len(words) or any(words[k][1] == "x" for k in range(min(i, j), max(i, j) + 1)):
                 continue
             w, flag = words[j]
@@ -144,14 +158,23 @@ def slot_terms(question: str) -> list[str]:
     return out
 
 
+# What a question says about the paper itself (its date, issue number, name, page) selects
+# the issue; it is no name of the story the page must state.
+_ABOUT_THE_PAPER = re.compile("|".join(p.pattern for p in (FULL_DATE, YEAR_MONTH, ISSUE_NO))
+                              + r"|[\u4e00-\u9fff]{2}[日晚]报|头版|第[一二三四五六七八九十\d]+版")
+
+
 def entity_terms(question: str) -> list[str]:
-    """The names and numbered names a question holds ('伊朗', '华新', '第十六届').
+    """The names and numbered names a question holds ('伊朗', '华新', '第十六届'); not the class
+    of thing asked for ('城市' in '哪座城市', not '非洲' in '多少个非洲国家'), nor the paper's own date, issue number or name.
 
     Usage: ``entity_terms("习近平同伊朗总统通电话时谈了哪些内容？")`` → ['习近平', '伊朗']"""
+    words = list(_tags(_ABOUT_THE_PAPER.sub("，", question)))
+    asked = {_asked_phrase_end(words, i) + 1 for i, (w, _) in enumerate(words) if "哪" in w}  # 哪座城市
     out = []
-    for word, flag in _tags(question):
+    for i, (word, flag) in enumerate(words):
         numbered = flag == "m" and re.search(r"第.+[届次号期]|\d", word)
-        if ((flag.startswith(_ENTITY_TAGS) or numbered) and len(word) >= 2
+        if ((flag.startswith(_ENTITY_TAGS) or numbered) and len(word) >= 2 and i not in asked
                 and not QUESTION_WORD.search(word) and word not in out):
             out.append(word)
     return out
@@ -238,6 +261,7 @@ class Answerability:
     sentence_entity_missing: float = 0.0
     asks_list: float = 0.0
     value_coverage: float = 0.0
+    joint_missing: float = 1.0
 
     @classmethod
     def names(cls) -> list[str]:
