@@ -76,7 +76,6 @@ def test_a_question_for_several_things_lists_one_item_per_article(retriever):
     assert len(re.sub(r"\[\d+\]|\n|\d+\. ", "", result.answer)) <= MAX_ANSWER_CHARS
 
 
-@KNOWN_MISS
 def test_an_abbreviated_name_is_answered_from_the_full_name(answerer):
     # 跨境电商 in the question, 跨境电子商务 on the page; the "全称" asked for is the quoted name.
     result = answerer.ask("衡阳获批设立的跨境电商综合试验区全称是什么？")
