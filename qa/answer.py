@@ -30,7 +30,7 @@ import httpx
 import numpy as np
 
 from qa.answerability import (QUESTION_WORD, Answerability, NotFoundModel, entity_terms, missing_share, slot_terms,
-                              value_stated)
+                              stated_share, term_present, value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -306,20 +306,23 @@ class Answerer:
             return Answerability()
         texts = [f"{h.citation.headline or ''} {h.text}" for h in hits]
         passage_cos = float(np.max(self.vectors.of([h.text for h in hits]) @ qvec))
-        coverage = max(self._covered(weights, t) for t in texts)
         best = sentences[:ANSWER_SENTENCES]
-        near = " ".join(f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best)
+        headed = [f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best]
+        near = " ".join(headed)
         slots, entities = slot_terms(question), entity_terms(question)
+        valued = [t for s, t in zip(best, headed) if value_stated(question, s.text)]
         return Answerability(sentence_cos=max(s.cos for s in sentences), passage_cos=passage_cos,
-                             coverage=coverage, sentence_coverage=self._covered(weights, near),
+                             coverage=max(stated_share(weights, t) for t in texts),
+                             sentence_coverage=stated_share(weights, near),
                              missing=self._missing(weights, " ".join(texts[:FOCUS_PASSAGES])),
                              sentence_missing=self._missing(weights, near),
                              value_missing=self._value_missing(question, best),
-                             slot_missing=min(missing_share(slots, f"{hits[s.passage].citation.headline or ''} {s.text}")
-                                              for s in best),
+                             slot_missing=min(missing_share(slots, t) for t in headed),
                              entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
                              sentence_entity_missing=missing_share(entities, near),
-                             asks_list=float(bool(_ASKS_LIST.search(question))))
+                             asks_list=float(bool(_ASKS_LIST.search(question))),
+                             value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
+                             joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0))
 
     @staticmethod
     def _value_missing(question: str, best: list[_Sentence]) -> float:
@@ -328,10 +331,9 @@ class Answerer:
 
     @staticmethod
     def _missing(weights: dict[str, float], text: str) -> float:
-        """The weight share of the heaviest question term that `text` does not contain."""
-        t = fold(text)
+        """The weight share of the heaviest question term that `text` does not state."""
         total = sum(weights.values()) or 1.0
-        return max((w for term, w in weights.items() if term not in t), default=0.0) / total
+        return max((w for term, w in weights.items() if not term_present(term, text)), default=0.0) / total
 
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:

@@ -26,7 +26,18 @@ The features (`Answerability`) are measured on the retrieved passages of one que
   none of the top passages (with headlines) contains: '伊朗' on a page about 伊拉克;
 - ``sentence_entity_missing``: the same for the best answer sentences, with their headlines;
 - ``asks_list``: 1 when the question asks for several items (the answerer's list rule): such a
-  question is answered across articles, so no one sentence holds all its terms.
+  question is answered across articles, so no one sentence holds all its terms;
+- ``value_coverage``: of the best answer sentences that hold a value of the asked-for kind (all
+  of them when the question asks for none), the largest idf-weighted share of the question's
+  terms that one of them states with its headline (`term_present`): the value has to stand
+  where the question's subject does ('第88位' is a rank, but of 先进制造业, not of 营商环境);
+- ``joint_missing``: the smallest share of the question's slot and entity terms together that
+  one of those value-holding sentences (with its headline) lacks; 1 when none holds the value.
+  A page that says when the 党代会 was *held* but only elsewhere what *opened* has the terms,
+  but never in one sentence with a date.
+
+Terms count as stated literally or as an abbreviation either way (`term_present`: '跨境电商' in
+'跨境电子商务', '人民代表大会' in '市人大').
 
 The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
 answerer, the embedding model or the eval files with::
@@ -55,6 +66,7 @@ from importlib import resources
 from pathlib import Path
 
 from qa.lexical import fold
+from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH
 
 MODEL_FILE = "not_found_model.json"
 
@@ -116,10 +128,18 @@ def _tags(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(tagged(text))
 
 
+def _asked_phrase_end(words: list[tuple[str, str]], i: int) -> int:
+    """The last index of the question phrase starting at `i`: the question word with the
+    measure words after it ('哪' '座' in '哪座城市举办'), so that the slot is looked for beyond it."""
+    while i + 1 < len(words) and words[i + 1][1] == "q":
+        i += 1
+    return i
+
+
 def slot_terms(question: str) -> list[str]:
-    """The content words next to the question word, within its clause: what the question asks
-    about its subject ('开幕' in '党代会是哪天开幕的', '院长' in '华新分院的院长是谁'). Names are the
-    subject, not the slot, and are left out.
+    """The content words next to the question phrase, within its clause: what the question asks
+    about its subject ('开幕' in '党代会是哪天开幕的', '院长' in '华新分院的院长是谁', '举办' in
+    '在哪座城市举办'). Names are the subject, not the slot, and are left out.
 
     Usage: ``slot_terms("市中心医院华新分院的院长是谁？")`` → ['院长']"""
     words = list(_tags(question))
@@ -127,7 +147,8 @@ def slot_terms(question: str) -> list[str]:
     for i, (word, _) in enumerate(words):
         if not QUESTION_WORD.search(word):
             continue
-        for j in (i - 2, i - 1, i + 1, i + 2):
+        end = _asked_phrase_end(words, i)
+        for j in (i - 2, i - 1, end + 1, end + 2):
             if not 0 <= j < len(words) or any(words[k][1] == "x" for k in range(min(i, j), max(i, j) + 1)):
                 continue
             w, flag = words[j]
@@ -137,27 +158,93 @@ def slot_terms(question: str) -> list[str]:
     return out
 
 
+# What a question says about the paper itself (its date, issue number, name, page) selects
+# the issue; it is no name of the story the page must state.
+_ABOUT_THE_PAPER = re.compile("|".join(p.pattern for p in (FULL_DATE, YEAR_MONTH, ISSUE_NO))
+                              + r"|[\u4e00-\u9fff]{2}[日晚]报|头版|第[一二三四五六七八九十\d]+版")
+
+
 def entity_terms(question: str) -> list[str]:
-    """The names and numbered names a question holds ('伊朗', '华新', '第十六届').
+    """The names and numbered names a question holds ('伊朗', '华新', '第十六届'); not the class
+    of thing asked for ('城市' in '哪座城市', not '非洲' in '多少个非洲国家'), nor the paper's own date, issue number or name.
 
     Usage: ``entity_terms("习近平同伊朗总统通电话时谈了哪些内容？")`` → ['习近平', '伊朗']"""
+    words = list(_tags(_ABOUT_THE_PAPER.sub("，", question)))
+    asked = {_asked_phrase_end(words, i) + 1 for i, (w, _) in enumerate(words) if "哪" in w}  # 哪座城市
     out = []
-    for word, flag in _tags(question):
+    for i, (word, flag) in enumerate(words):
         numbered = flag == "m" and re.search(r"第.+[届次号期]|\d", word)
-        if ((flag.startswith(_ENTITY_TAGS) or numbered) and len(word) >= 2
+        if ((flag.startswith(_ENTITY_TAGS) or numbered) and len(word) >= 2 and i not in asked
                 and not QUESTION_WORD.search(word) and word not in out):
             out.append(word)
     return out
 
 
+_CUT = re.compile(r"[\W_]+")  # an abbreviation never spans punctuation
+_NUMBERED = re.compile(r"[\d一二三四五六七八九十百千万亿两〇零]")  # '第十六届' is not '第六届': exact only
+ABBREVIATION_SPAN = 2  # an abbreviation's characters lie within twice its length
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """Whether `short` is `long` abbreviated the Chinese way: its characters in order, the first
+    one first, not one contiguous piece, within `ABBREVIATION_SPAN` times its length
+    ('跨境电商' ⊂ '跨境电子商务', '人大' ⊂ '人民代表大会', '党代会' ⊂ '党代表大会')."""
+    if len(short) < 2 or len(long) <= len(short) or long[0] != short[0] or short in long:
+        return False
+    at = 0
+    for ch in short[1:]:
+        at = long.find(ch, at + 1)
+        if at < 0:
+            return False
+    return at <= ABBREVIATION_SPAN * len(short)
+
+
+def _abbreviated_in(term: str, run: str) -> bool:
+    """`term` abbreviates a stretch of `run`, or a stretch of `run` abbreviates `term`. A
+    two-character term must abbreviate one whole word of the run ('人大' ⊂ '人民代表大会', but
+    '全称' is not in '全面称赞')."""
+    if len(term) == 2:
+        return any(_abbreviates(term, word) for word, _ in _tags(run))
+    for i in (i for i, ch in enumerate(run) if ch == term[0]):
+        window = run[i:i + ABBREVIATION_SPAN * len(term) + 1]
+        if _abbreviates(term, window) or any(_abbreviates(window[:n], term) for n in range(2, len(term))):
+            return True
+    return False
+
+
+def term_present(term: str, text: str) -> bool:
+    """Whether `text` states `term`: literally, or one as an abbreviation of the other within a
+    run of text between punctuation ('跨境电商' is in '跨境电子商务综合试验区', '人民代表大会' in
+    '市人大常委会'). Numbered names ('第十六届') match only literally.
+
+    Usage: ``term_present("跨境电商", "中国(衡阳)跨境电子商务综合试验区")`` → True"""
+    t, text = fold(term), fold(text)
+    if t in text:
+        return True
+    if len(t) < 2 or _NUMBERED.search(t):
+        return False
+    return any(t[0] in run and _abbreviated_in(t, run) for run in _CUT.split(text))
+
+
 def missing_share(terms: list[str], text: str) -> float:
-    """The share of `terms` that `text` (folded) lacks; 0 when there are none.
+    """The share of `terms` that `text` does not state (`term_present`: literally or as an
+    abbreviation either way); 0 when there are none.
 
     Usage: ``missing_share(["院长"], "华新分院副院长…")`` → 0.0"""
     if not terms:
         return 0.0
-    t = fold(text)
-    return sum(term not in t for term in terms) / len(terms)
+    return sum(not term_present(term, text) for term in terms) / len(terms)
+
+
+def stated_share(weights: dict[str, float], text: str) -> float:
+    """The weight share of the question's terms (`weights`: term → idf) that `text` states
+    (`term_present`); 0 when there are none.
+
+    Usage: ``stated_share({"跨境电商": 5.0, "全称": 3.0}, "跨境电子商务综合试验区")`` → 0.625"""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    return sum(w for term, w in weights.items() if term_present(term, text)) / total
 
 
 @dataclass
@@ -173,6 +260,8 @@ class Answerability:
     entity_missing: float = 0.0
     sentence_entity_missing: float = 0.0
     asks_list: float = 0.0
+    value_coverage: float = 0.0
+    joint_missing: float = 1.0
 
     @classmethod
     def names(cls) -> list[str]:
