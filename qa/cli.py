@@ -480,6 +480,9 @@ def serve(
     if not _has_pages(settings.index_dir):
         _ingest_seeds(settings)
     _searchable_index(settings.index_dir)
+    from qa.embed import prepare_embedder
+
+    prepare_embedder(settings.embed_model)  # a first run's ONNX export, before any worker starts
     import uvicorn
 
     if workers == 1:
