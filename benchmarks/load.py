@@ -122,7 +122,13 @@ def warm_up(url: str, questions: list[str]) -> None:
 def measured(url: str, clients: int, args, questions: list[str], server_pid: int | None) -> dict:
     cpu0 = cpu_seconds(server_pid) if server_pid else None
     own0 = time.process_time()
+    health0 = httpx.get(f"{url}/health", timeout=60).json()
     report = run(url, clients, args.seconds, args.max_requests, questions)
+    health = httpx.get(f"{url}/health", timeout=60).json()
+    if "embed_calls" in health:  # one process's batcher (with --workers N, the one that answered)
+        calls = health["embed_calls"] - health0["embed_calls"]
+        report["embed_requests_per_model_call"] = round(
+            (health["embed_requests"] - health0["embed_requests"]) / calls, 2) if calls > 0 else None
     if report["requests"]:
         report["client_cpu_ms_per_request"] = round(1000 * (time.process_time() - own0) / report["requests"], 1)
     if server_pid and report["requests"]:

@@ -480,6 +480,12 @@ def serve(
     if not _has_pages(settings.index_dir):
         _ingest_seeds(settings)
     _searchable_index(settings.index_dir)
+    from qa.embed import DeviceNotAvailableError, ModelNotAvailableError, prepare_embedder
+
+    try:
+        prepare_embedder(settings.embed_model)  # a first run's ONNX export, before any worker starts
+    except (ModelNotAvailableError, DeviceNotAvailableError) as exc:
+        _fail(str(exc))
     import uvicorn
 
     if workers == 1:

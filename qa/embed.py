@@ -495,6 +495,30 @@ def _onnx_runtime_available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnx"))
 
 
+def prepare_embedder(name: str | None = None) -> None:
+    """Do the one-time work of `load_embedder` without loading a model: materialize the bundled
+    model and, on CPU, export its ONNX form (about a minute, once per machine). `qa serve` calls
+    it before starting workers, so that no worker spends its start-up health-check window on it.
+    An export that fails is left for `load_embedder` to handle (`auto` then runs torch).
+
+    Usage: ``prepare_embedder(); app = create_app(settings)``
+    """
+    from qa.config import get_settings
+
+    settings = get_settings()
+    name, backend = name or settings.embed_model or DEFAULT_MODEL, settings.embed_backend
+    path = resolve_model(name)
+    if backend == "torch" or resolve_device(settings.device) != "cpu" or not _onnx_runtime_available():
+        return
+    from qa.embed_onnx import OnnxExportError, ensure_onnx_model
+
+    variant = "int8" if backend == "onnx-int8" else "fp32"
+    try:
+        ensure_onnx_model(path, model_cache_dir() / f"onnx-{variant}", variant)
+    except OnnxExportError:
+        pass
+
+
 _cache: dict[tuple[str, str, str], Embedder] = {}
 _cache_lock = threading.Lock()
 

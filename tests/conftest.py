@@ -43,8 +43,11 @@ def seed_index(tmp_path_factory) -> Path:
     from qa.ingest import ingest_paths
 
     directory = tmp_path_factory.mktemp("seed-index")
+    from qa.embed import prepare_embedder
+
     report = ingest_paths([SEEDS], directory, progress=False)
     assert report.pages == 5 and not report.failures
+    prepare_embedder()  # the query-time ONNX export, once, outside any server's start-up timeout
     return directory
 
 

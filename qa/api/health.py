@@ -24,6 +24,10 @@ class Health(BaseModel):
     embed_backend: str = Field(..., description="How this server embeds questions: 'onnx-fp32' (the CPU "
                                "default), 'torch-fp32', 'torch-fp16' (CUDA) or 'onnx-int8'.",
                                examples=["onnx-fp32"])
+    embed_requests: int = Field(..., description="Embedding requests this server process has served "
+                                "(questions, answer sentences).")
+    embed_calls: int = Field(..., description="Model calls they took: fewer than requests when "
+                             "concurrent requests shared a call.")
 
 
 @router.get("/health", response_model=Health, summary="Health and archive size",
@@ -32,4 +36,5 @@ def health(svc: Services = Depends(get_services)):
     """Answers once the model is loaded; for load balancers and `make serve` scripts."""
     counts = svc.archive.store.counts()
     return {"status": "ok", "passages": counts["passages"], "issues": counts["issues"],
-            "embedder": svc.embedder.model_id, "embed_backend": svc.embedder.backend}
+            "embedder": svc.embedder.model_id, "embed_backend": svc.embedder.backend,
+            "embed_requests": svc.embedder.batcher.requests, "embed_calls": svc.embedder.batcher.calls}
