@@ -161,7 +161,8 @@ class Postings:
 
     def docs_of(self, term_id: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows, tfs) of one term (empty when the segment lacks it)."""
-        j = int(np.searchsorted(self.terms, term_id))
+        # the key in the array's own dtype: a Python int would cast the whole (memory-mapped) array
+        j = int(np.searchsorted(self.terms, np.int32(term_id)))
         if j == len(self.terms) or self.terms[j] != term_id:
             return self.rows[:0], self.tfs[:0]
         return self.rows[self.ptr[j]:self.ptr[j + 1]], self.tfs[self.ptr[j]:self.ptr[j + 1]]

@@ -497,7 +497,7 @@ class Snapshot:
         held = set()
         for t, term_id in ids.items():
             rows, _ = post.docs_of(term_id)
-            j = int(np.searchsorted(rows, row))
+            j = int(np.searchsorted(rows, rows.dtype.type(row)))  # no cast of the postings
             if j < len(rows) and rows[j] == row:
                 held.add(t)
         return held
