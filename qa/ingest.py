@@ -258,14 +258,14 @@ def _embedded(batches: Iterator[list], embedder: Embedder, report: IngestReport)
             yield in_flight.result()
 
 
-def _timed(pairs: Iterator, report: IngestReport) -> Iterator:
-    """`pairs` as given, adding the time spent waiting for each to `report.wait_seconds` and the
+def _timed(groups: Iterator, report: IngestReport) -> Iterator:
+    """`groups` as given, adding the time spent waiting for each to `report.wait_seconds` and the
     time the consumer spent between them (writing) to `report.write_seconds`."""
     t = time.perf_counter()
-    for pair in pairs:
+    for group in groups:
         t1 = time.perf_counter()
         report.wait_seconds += t1 - t
-        yield pair
+        yield group
         t = time.perf_counter()
         report.write_seconds += t - t1
 

@@ -127,14 +127,21 @@ def body_from_layout(page_text: str, layout: bytes) -> str:
     return "\n".join(paragraphs)
 
 
-def _insert_passage(tx, pid: str, art_id: str, ordinal: int, start: int, end: int,
-                    text: str, body: str, embedding: bytes) -> int:
+_INSERT_PASSAGE = ('INSERT INTO passages (id, article_id, ordinal, start, "end", body_start, body_end, text, '
+                   "embedding) VALUES (?,?,?,?,?,?,?,?,?)")
+
+
+def _passage_row(pid: str, art_id: str, ordinal: int, start: int, end: int,
+                 text: str, body: str, embedding: bytes) -> tuple:
+    """A passages row: its text as a span of the article body where the body holds it, else kept."""
     at = body.find(text) if text else -1
     span, kept = ((at, at + len(text)), None) if at >= 0 else ((0, 0), text)
-    rows = tx.execute('INSERT INTO passages (id, article_id, ordinal, start, "end", body_start, body_end, text, '
-                      "embedding) VALUES (?,?,?,?,?,?,?,?,?) RETURNING vec_id",
-                      (pid, art_id, ordinal, start, end, span[0], span[1], kept, embedding)).fetchall()
-    return rows[0][0]
+    return (pid, art_id, ordinal, start, end, span[0], span[1], kept, embedding)
+
+
+def _insert_passage(tx, *args) -> int:
+    """Insert one passage (`_passage_row`'s arguments); returns its vec_id."""
+    return tx.execute(_INSERT_PASSAGE + " RETURNING vec_id", _passage_row(*args)).fetchall()[0][0]
 
 
 class IndexMismatchError(RuntimeError):
@@ -423,10 +430,15 @@ class Store(ABC):
                  json.dumps(art.continuations, ensure_ascii=False), layout,
                  None if body_from_layout(page.text, layout) == body else body),
             )
-        codes = quantize(vectors) if len(passages) else []
-        return [_insert_passage(tx, p.id, article_id(issue.id, p.article_index), p.ordinal, p.start, p.end,
-                                p.text, bodies[p.article_index], code)
-                for p, code in zip(passages, codes, strict=True)]
+        if not passages:
+            return []
+        tx.executemany(_INSERT_PASSAGE, [
+            _passage_row(p.id, article_id(issue.id, p.article_index), p.ordinal, p.start, p.end, p.text,
+                         bodies[p.article_index], code)
+            for p, code in zip(passages, quantize(vectors), strict=True)])
+        vec_ids = dict(tx.execute("SELECT p.id, p.vec_id FROM passages p JOIN articles a ON a.id = p.article_id "
+                                  "WHERE a.issue_id = ?", (issue.id,)).fetchall())
+        return [vec_ids[p.id] for p in passages]
 
     def term_ids(self, tx: Any, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
         """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`). While this
