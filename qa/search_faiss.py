@@ -588,26 +588,20 @@ class FaissIndex:
         self._unpublished: list[str] = []  # segments written by this writer, not yet published
         self._coarses: dict[str, Coarse] = {}  # loaded coarse quantizers, by name
         self._coarse: Coarse | None | bool = False  # the writer's quantizer for new segments (False: not looked up)
-        self._terms: dict[str, int] = {}  # term ids this writer has seen committed (cleared with the writer)
 
     # -- writing ----------------------------------------------------------------------------
     def stage(self, tx, rows: IndexRows, source: str):
         """Term ids of the page's tokens, inside the store transaction that writes it."""
         if not len(rows):
             return None
-        terms = {t for toks in rows.tokens for t in toks}
-        known = self._terms
-        ids = {t: known[t] for t in terms if t in known}
-        if len(ids) < len(terms):
-            ids.update(self.store.term_ids(tx, [t for t in terms if t not in known]))
-        return rows, ids
+        # the store answers terms it has seen from its writer-session cache
+        return rows, self.store.term_ids(tx, {t for toks in rows.tokens for t in toks})
 
     def commit(self, staged) -> None:
         """Buffer a committed page; a new segment is flushed every FLUSH_ROWS passages."""
         if staged is None:
             return
         rows, ids = staged
-        self._terms.update(ids)  # committed now: valid for the rest of this writer's session
         self.base.mkdir(exist_ok=True)
         buf = self._buffer
         buf.vec_ids.append(np.asarray(rows.vec_ids, dtype=np.int64))
@@ -623,12 +617,12 @@ class FaissIndex:
 
     def cleared(self) -> None:
         """The store's terms are gone; the next refresh finds every segment dead and trains a new quantizer."""
-        self._terms, self._coarse = {}, None
+        self._coarse = None
 
     def reset(self) -> None:
         # What was buffered or flushed but not published is the store's to recover from now.
         self._buffer, self._unpublished = _Buffer(), []
-        self._terms, self._coarse = {}, False
+        self._coarse = False
 
     def _flush(self) -> None:
         buf = self._buffer
@@ -712,11 +706,8 @@ class FaissIndex:
         for rows in self.store.iter_index_rows(vec_ids):
             tokens = [passage_tokens(h, t) for h, t in zip(rows["headlines"], rows["texts"])]
             terms = {t for toks in tokens for t in toks}
-            ids = {t: self._terms[t] for t in terms if t in self._terms}
-            if len(ids) < len(terms):
-                with self.store.transaction() as tx:
-                    ids.update(self.store.term_ids(tx, [t for t in terms if t not in ids]))
-                self._terms.update(ids)
+            with self.store.transaction() as tx:
+                ids = self.store.term_ids(tx, terms)
             buf.vec_ids.append(rows["vec_ids"])
             buf.vectors.append(rows["vectors"])
             buf.docs.extend(np.fromiter((ids[t] for t in toks), np.int32, len(toks)) for toks in tokens)
