@@ -340,12 +340,15 @@ def fit_logistic(rows: list[list[float]], labels: list[int], names: list[str], l
 
 def pick_threshold(probabilities: list[float], labels: list[int], max_wrong: float = 0.05) -> float:
     """The highest threshold at which at most `max_wrong` of the answerable questions (label 1)
-    fall below it, i.e. the one that flags the most unanswerable questions within that budget.
+    fall below it, i.e. the one that flags the most unanswerable questions within that budget,
+    placed halfway to the next lower score, so that a small drift in the scores (another
+    encoder, batching) does not flip the question it was fitted at.
 
     Usage: ``model.threshold = pick_threshold(probs, labels)``"""
     answerable = sorted(p for p, y in zip(probabilities, labels) if y == 1)
     if not answerable:
         return 0.5
     allowed = int(math.floor(max_wrong * len(answerable)))
-    # Just at or below the (allowed+1)-th lowest answerable score: that one stays answered.
-    return round(max(0.0, answerable[allowed] - 1e-6), 6)
+    kept = answerable[allowed]  # the lowest answerable score that stays answered
+    below = max((p for p in probabilities if p < kept), default=None)
+    return round(max(0.0, (kept + below) / 2 if below is not None else kept - 1e-6), 6)

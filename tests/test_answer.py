@@ -7,10 +7,11 @@ import re
 
 import pytest
 
-from qa.answer import MAX_ANSWER_CHARS, Answerer, SentenceVectors
+from qa.answer import MAX_ANSWER_CHARS, Answerer, SentenceVectors, _restates
 from qa.answerability import (Answerability, NotFoundModel, asked_value, entity_terms, fit_logistic, missing_share,
                               pick_threshold, slot_terms, stated_share, term_present, value_stated)
 from qa.evaluate import evaluate_answers, format_report, load_questions
+from qa.lexical import fold
 from qa.understand import Turn
 
 from conftest import DEV
@@ -138,6 +139,19 @@ def test_answer_slot_and_entities_of_a_question():
     assert "第十六届" in entity_terms("衡阳市第十六届人民代表大会第二次会议是哪天开幕的？")
     assert missing_share(["院长", "华新"], "华新分院副院长") == 0.0
     assert missing_share(["伊朗"], "习近平同伊拉克总统通电话") == 1.0 and missing_share([], "x") == 0.0
+    # The slot lies beyond the question phrase's measure word; the class asked for is no entity.
+    assert "举办" in slot_terms("第三届中俄能源商务论坛在哪座城市举办？")
+    assert "城市" not in entity_terms("第三届中俄能源商务论坛在哪座城市举办？")
+    assert "非洲" in entity_terms("人民大会堂东大厅内摆放了中国和多少个非洲国家的国旗？")
+    # The paper's own date, issue number and name select the issue; they are not the story's names.
+    assert entity_terms("2021年11月30日的衡阳日报上，习近平同哪国总统通了电话？") == ["习近平"]
+    assert entity_terms("第18730号衡阳日报报道了在衡阳召开的哪些会议？") == ["衡阳"]
+
+
+def test_sentences_that_restate_the_question_are_measured():
+    asked = fold("政协第十二次主席会议都讨论了什么？")
+    assert _restates(asked, "政协召开第十二次主席会议。") > _restates(asked, "会议集中学习了重要讲话精神。")
+    assert _restates(asked, "。") == 0.0
 
 
 def test_terms_are_stated_literally_or_abbreviated_either_way():
