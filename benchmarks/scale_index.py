@@ -269,7 +269,10 @@ def main() -> None:
     out["bytes_per_passage"]["total_beyond_page_text"] = (
         out["bytes_per_passage"]["sqlite_beyond_page_text"] + out["bytes_per_passage"]["faiss"]
         + out["bytes_per_passage"]["bm25"] + out["bytes_per_passage"]["other_derived"])
-    print(json.dumps(out, ensure_ascii=False, indent=1))
+    print(json.dumps(out, ensure_ascii=False, indent=1), flush=True)
+    # FAISS's SWIG wrappers print "memory leak" lines on stdout as the interpreter exits: keep
+    # stdout one JSON object by sending whatever comes after it to stderr
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
 
 if __name__ == "__main__":
