@@ -795,10 +795,7 @@ class FaissIndex:
                 used.update(json.loads((g / "segments.json").read_text()))
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
-        for seg in self.base.glob("seg-*"):
-            if seg.name.removeprefix("seg-") not in used:
-                shutil.rmtree(seg, ignore_errors=True)
-                self._segments.pop(seg.name.removeprefix("seg-"), None)
+        self._remove_unused("seg-", used, self._segments)
         self._prune_coarse(used)
         for tmp in [*self.base.glob(".gen-tmp-*"), *self.base.glob(".seg-tmp-*"), *self.base.glob(".coarse-tmp-*")]:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -811,10 +808,15 @@ class FaissIndex:
                 used.add(json.loads((self.base / f"seg-{name}" / "meta.json").read_text()).get("coarse"))
             except (FileNotFoundError, json.JSONDecodeError):
                 continue
-        for folder in self.base.glob("coarse-*"):
-            if folder.name.removeprefix("coarse-") not in used:
+        self._remove_unused("coarse-", used, self._coarses)
+
+    def _remove_unused(self, prefix: str, used: set[str], loaded: dict) -> None:
+        """Delete the `prefix`NAME folders whose NAME is not in `used`, and forget them in `loaded`."""
+        for folder in self.base.glob(f"{prefix}*"):
+            name = folder.name.removeprefix(prefix)
+            if name not in used:
                 shutil.rmtree(folder, ignore_errors=True)
-                self._coarses.pop(folder.name.removeprefix("coarse-"), None)
+                loaded.pop(name, None)
 
     # -- reading ----------------------------------------------------------------------------
     def snapshot(self) -> "Snapshot":
