@@ -183,8 +183,8 @@ def main() -> None:
         if "server_cpu_ms_per_request" in last and reports[0]["all"]["mean_ms"]:
             cpu = last["server_cpu_ms_per_request"] + last["client_cpu_ms_per_request"]
             out["ratio_bound_by_cpu"] = round(reports[0]["all"]["mean_ms"] * (os.cpu_count() or 1) / cpu, 2)
+    out["rerun"] = f"python benchmarks/load.py --clients {args.clients} --workers {args.workers} --seconds {args.seconds:g}"
     print(json.dumps(out, ensure_ascii=False, indent=2))
-    print(f"rerun: python benchmarks/load.py --clients {args.clients} --workers {args.workers} --seconds {args.seconds:g}")
 
 
 if __name__ == "__main__":
