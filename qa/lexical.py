@@ -208,6 +208,7 @@ class LexicalIndex:
         self._ids: dict[str, int | None] = {}  # token → term id (None: not in the vocabulary)
         self._df: dict[int, int] = {}  # term id → live documents holding it
         self._lock = threading.Lock()
+        self._norms: dict[int, np.ndarray] = {}  # segment → its documents' BM25 length norms (`_norm`)
 
     def _postings(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(which, positions, tfs, lengths) of the live postings of `term_ids` over all segments:
@@ -263,18 +264,43 @@ class LexicalIndex:
         term_id = self.term_ids([token]).get(token)
         return float(self._idf(0 if term_id is None else int(self.doc_freq([term_id])[0])))
 
-    def scores(self, query_tokens: list[str]) -> np.ndarray:
-        """BM25 score of every position for the query (zeros when nothing matches, and for removed
-        documents). All terms' postings gathered at once; no loop over terms or documents."""
+    def scores(self, query_tokens: list[str], mask: np.ndarray | None = None) -> np.ndarray:
+        """BM25 score of every position for the query (zeros when nothing matches, for removed
+        documents and outside `mask`, a boolean array over positions). All terms' postings are
+        gathered at once per segment and scored into its slice; no loop over terms or documents."""
         ids = self.term_ids(query_tokens) if self.size and query_tokens else {}
         counts = Counter(t for t in query_tokens if t in ids)
+        out = np.zeros(self.rows, dtype=np.float32)
         if not counts:
-            return np.zeros(self.rows, dtype=np.float32)
+            return out
         terms = np.array([ids[t] for t in counts], np.int64)
-        which, pos, tf, dl = self._postings(terms)
-        df = np.bincount(which, minlength=len(terms))
+        parts = []  # per segment: (k, which, rows, tfs) of its live postings
+        for k, (seg, alive) in enumerate(zip(self.segments, self.alive)):
+            which, rows, tf = seg.lookup(terms)
+            if alive is not None and len(rows):
+                live = alive[rows]
+                which, rows, tf = which[live], rows[live], tf[live]
+            parts.append((k, which, rows, tf))
+        df = sum(np.bincount(w, minlength=len(terms)) for _, w, _, _ in parts)
         self._remember(self._df, dict(zip(terms.tolist(), df.tolist())))
-        weight = np.array(list(counts.values()), np.float64) * self._idf(df)
-        tf = tf.astype(np.float32)
-        norm = K1 * (1 - B + B * dl.astype(np.float32) / np.float32(self.avg_len))
-        return np.bincount(pos, weights=weight[which] * (tf / (tf + norm)), minlength=self.rows).astype(np.float32)
+        weight = (np.array(list(counts.values()), np.float64) * self._idf(df)).astype(np.float32)
+        for k, which, rows, tf in parts:
+            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+            if mask is not None and len(rows):
+                inside = mask[lo:hi][rows]
+                which, rows, tf = which[inside], rows[inside], tf[inside]
+            if not len(rows):
+                continue
+            tf = tf.astype(np.float32)
+            norm = self._norm(k)[rows]
+            out[lo:hi] = np.bincount(rows, weights=weight[which] * (tf / (tf + norm)), minlength=hi - lo)
+        return out
+
+    def _norm(self, k: int) -> np.ndarray:
+        """K1 · (1 - B + B · length / average length) of every document of segment `k` (float32,
+        computed once per snapshot: the average length is the snapshot's)."""
+        norm = self._norms.get(k)
+        if norm is None:
+            dl = self.segments[k].doc_len.astype(np.float32)
+            norm = self._norms[k] = (K1 * (1 - B + B * dl / np.float32(self.avg_len))).astype(np.float32)
+        return norm

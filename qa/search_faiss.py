@@ -480,8 +480,7 @@ class Snapshot:
             return None
 
     def lexical_search(self, tokens: list[str], flt: np.ndarray | None = None) -> "_Bm25Hits":
-        scores = self.lexical.scores(tokens)
-        return _Bm25Hits(self, np.where(flt, scores, 0.0) if flt is not None else scores)
+        return _Bm25Hits(self, self.lexical.scores(tokens, flt))
 
     def idf(self, token: str) -> float:
         return self.lexical.idf(token)
