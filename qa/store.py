@@ -598,14 +598,15 @@ class Store(ABC):
         return {r["id"]: _issue(r) for r in rows}
 
     def articles_by_id(self, ids: list[str]) -> dict[str, ArticleRow]:
-        """Articles by id (those stored), bodies rebuilt, in one statement.
+        """Articles by id (those stored), bodies rebuilt, in one statement (per 900).
         Usage: ``store.articles_by_id(["000_72e2:a001"])``"""
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        rows = self.conn.execute("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
-                                 f"WHERE a.id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {r["id"]: _article(r, r["page_text"]) for r in rows}
+        ids, out = list(dict.fromkeys(ids)), {}
+        for k in range(0, len(ids), 900):  # one statement up to 900 articles
+            part = ids[k:k + 900]
+            rows = self.conn.execute("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
+                                     f"WHERE a.id IN ({','.join('?' * len(part))})", part).fetchall()
+            out.update({r["id"]: _article(r, r["page_text"]) for r in rows})
+        return out
 
     def passages_in_context(self, vec_ids: list[int]) -> tuple[dict[int, PassageRow], dict[str, IssueRow],
                                                               dict[str, ArticleRow]]:
@@ -706,16 +707,14 @@ class Store(ABC):
                     if after >= wanted[-1]:
                         return
                     continue
-            bodies: dict[str, str] = {}
+            articles = self.articles_by_id([r["article_id"] for r in rows if r["text"] is None])
             texts = []
             for r in rows:
                 if r["text"] is not None:
                     texts.append(r["text"])
                     continue
-                if r["article_id"] not in bodies:
-                    art = self.article(r["article_id"])
-                    bodies[r["article_id"]] = art.body if art else ""
-                texts.append(bodies[r["article_id"]][r["body_start"]:r["body_end"]])
+                art = articles.get(r["article_id"])
+                texts.append(art.body[r["body_start"]:r["body_end"]] if art else "")
             yield {"vec_ids": np.array([r["vec_id"] for r in rows], dtype=np.int64),
                    "vectors": dequantize([r["embedding"] for r in rows]),
                    "dates": [r["date"] for r in rows], "issue_nos": [r["issue_no"] for r in rows],
