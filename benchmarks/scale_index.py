@@ -10,7 +10,8 @@ from a tokenized pool, so loading a million does not wait on jieba); vectors are
     python benchmarks/scale_index.py --passages 100000 --clusters 0 --index /tmp/x/index
     python benchmarks/scale_index.py --passages 1000000 --reuse    # queries again on the index built before
 
-"search" is the in-process retrieval with the real query embedding; "query_embedding" that
+"search" is the in-process retrieval with the real query embedding ("search_year_filter",
+"search_day_filter": with a date filter of a year / a day); "query_embedding" that
 embedding alone; "retrieval_only" the retrieval with the question's vector computed beforehand;
 "dense_only" the FAISS search alone (top 100, as the retriever asks). Latencies give wall and CPU
 time of this process: on a busy shared machine the CPU time is the closer estimate of a quiet one.
@@ -218,10 +219,13 @@ def main() -> None:
                   "flat_segments": sum(1 for s in snap.segments if s.coarse is None and not s.nprobe)}
     retriever = HybridRetriever(server, embedder)
     retriever.search(QUESTIONS[0], 5)
+    day = corpus_date(n_pages // 2)  # a day that has pages
     out["search"] = latency(lambda q: retriever.search(q, 5), args.rounds)
+    out["search_year_filter"] = latency(
+        lambda q: retriever.search(q, 5, date_from="1991-01-01", date_to="1991-12-31"), args.rounds)
+    out["search_day_filter"] = latency(lambda q: retriever.search(q, 5, date_from=day, date_to=day), args.rounds)
     out["query_embedding"] = latency(embedder.embed_query, args.rounds)
     cached = HybridRetriever(server, CachedQueries(embedder))
-    day = corpus_date(n_pages // 2)  # a day that has pages
     out["retrieval_only"] = {
         "no_filter": latency(lambda q: cached.search(q, 5), args.rounds),
         "year_filter": latency(lambda q: cached.search(q, 5, date_from="1991-01-01", date_to="1991-12-31"),

@@ -10,7 +10,6 @@ Usage::
 
 from __future__ import annotations
 
-import math
 import re
 import threading
 import unicodedata
@@ -167,12 +166,34 @@ class Postings:
             return self.rows[:0], self.tfs[:0]
         return self.rows[self.ptr[j]:self.ptr[j + 1]], self.tfs[self.ptr[j]:self.ptr[j + 1]]
 
+    def lookup(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(which, rows, tfs) of every posting of several terms at once: `which[i]` is the index in
+        `term_ids` of the term that posting `i` belongs to. One gather for all terms, no loop.
+        Usage: ``which, rows, tfs = postings.lookup(np.array([3, 9], np.int32))``"""
+        term_ids = np.asarray(term_ids, dtype=self.terms.dtype)  # no cast of the (memory-mapped) array
+        if not len(self.terms) or not len(term_ids):
+            return np.zeros(0, np.int64), self.rows[:0], self.tfs[:0]
+        j = np.minimum(np.searchsorted(self.terms, term_ids), len(self.terms) - 1)
+        found = self.terms[j] == term_ids
+        starts = np.where(found, self.ptr[j], 0)
+        counts = np.where(found, self.ptr[j + 1] - self.ptr[j], 0)
+        total = int(counts.sum())
+        which = np.repeat(np.arange(len(term_ids)), counts)
+        at = np.arange(total, dtype=np.int64) + np.repeat(starts - (np.cumsum(counts) - counts), counts)
+        return which, self.rows[at], self.tfs[at]
+
 
 class LexicalIndex:
     """BM25 over the postings of several segments, each with its live-document mask; scores are
     indexed by position (segment offset + row). Term ids come from `lookup` (the store's vocabulary).
 
+    An index is one snapshot's: term ids and document frequencies, once looked up, are kept for its
+    lifetime (`CACHE_TERMS` at most), so a question costs no store statement for a term seen
+    before. A new snapshot (a page added or removed, the store cleared) starts with empty caches.
+
     Usage: ``LexicalIndex([postings], [None], store_lookup).scores(["衡阳", "物流"])``"""
+
+    CACHE_TERMS = 200_000
 
     def __init__(self, segments: list[Postings], alive: list[np.ndarray | None],
                  lookup: Callable[[list[str]], dict[str, int]]):
@@ -184,51 +205,102 @@ class LexicalIndex:
         self.size = sum(s.size if a is None else int(a.sum()) for s, a in zip(segments, alive))
         total = sum(int(s.doc_len.sum() if a is None else s.doc_len[a].sum()) for s, a in zip(segments, alive))
         self.avg_len = total / self.size if self.size else 1.0
+        self._ids: dict[str, int | None] = {}  # token → term id (None: not in the vocabulary)
+        self._df: dict[int, int] = {}  # term id → live documents holding it
+        self._lock = threading.Lock()
+        self._norms: dict[int, np.ndarray] = {}  # segment → its documents' BM25 length norms (`_norm`)
 
-    def _docs(self, term_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(positions, tfs, lengths) of the live documents holding a term, over all segments."""
-        pos, tfs, lens = [], [], []
+    def _postings(self, term_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(which, positions, tfs, lengths) of the live postings of `term_ids` over all segments:
+        one vectorized gather per segment (`Postings.lookup`), no loop over terms or documents."""
+        which, pos, tfs, lens = [], [], [], []
         for k, (seg, alive) in enumerate(zip(self.segments, self.alive)):
-            rows, tf = seg.docs_of(term_id)
+            w, rows, tf = seg.lookup(term_ids)
             if alive is not None and len(rows):
                 live = alive[rows]
-                rows, tf = rows[live], tf[live]
+                w, rows, tf = w[live], rows[live], tf[live]
+            which.append(w)
             pos.append(rows.astype(np.int64) + self.offsets[k])
             tfs.append(tf)
             lens.append(seg.doc_len[rows])
         if not pos:
-            return np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int32)
-        return np.concatenate(pos), np.concatenate(tfs), np.concatenate(lens)
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int32)
+        return np.concatenate(which), np.concatenate(pos), np.concatenate(tfs), np.concatenate(lens)
 
     def term_ids(self, tokens: list[str]) -> dict[str, int]:
-        """The vocabulary ids of those tokens the archive has seen."""
-        return self._lookup(tokens)
+        """The vocabulary ids of those tokens the archive has seen (cached for this snapshot)."""
+        got = {t: self._ids.get(t, -1) for t in set(tokens)}  # -1: not looked up yet
+        unknown = [t for t, i in got.items() if i == -1]
+        if unknown:
+            found = self._lookup(unknown)
+            new = {t: found.get(t) for t in unknown}
+            self._remember(self._ids, new)
+            got.update(new)
+        return {t: i for t, i in got.items() if i is not None}
 
-    def _idf(self, df: int) -> float:
-        return math.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+    def _remember(self, cache: dict, items: dict) -> None:
+        """Add to one of this snapshot's caches, emptying it first when it would pass CACHE_TERMS."""
+        with self._lock:
+            if len(cache) + len(items) > self.CACHE_TERMS:
+                cache.clear()
+            cache.update(items)
+
+    def _idf(self, df) -> float | np.ndarray:
+        return np.log(1.0 + (self.size - df + 0.5) / (df + 0.5))
+
+    def doc_freq(self, term_ids: list[int]) -> np.ndarray:
+        """Live documents holding each term (cached for this snapshot)."""
+        got = {t: self._df.get(t) for t in term_ids}
+        missing = [t for t, n in got.items() if n is None]
+        if missing:
+            which, _, _, _ = self._postings(np.array(missing, np.int64))
+            new = dict(zip(missing, np.bincount(which, minlength=len(missing)).tolist()))
+            self._remember(self._df, new)
+            got.update(new)
+        return np.array([got[t] for t in term_ids], np.int64)
 
     def idf(self, token: str) -> float:
         """Inverse document frequency (BM25's form, never negative); unseen tokens weigh most."""
-        term_id = self._lookup([token]).get(token)
-        return self._idf(0 if term_id is None else len(self._docs(term_id)[0]))
+        term_id = self.term_ids([token]).get(token)
+        return float(self._idf(0 if term_id is None else int(self.doc_freq([term_id])[0])))
 
-    def scores(self, query_tokens: list[str]) -> np.ndarray:
-        """BM25 score of every position for the query (zeros when nothing matches, and for removed
-        documents). Vectorized per query term; no loop over documents."""
-        out_pos, out_w = [], []
-        if self.size and query_tokens:
-            ids = self._lookup(list(set(query_tokens)))
-            for token, times in Counter(query_tokens).items():
-                if token not in ids:
-                    continue
-                pos, tf, dl = self._docs(ids[token])
-                if not len(pos):
-                    continue
-                tf = tf.astype(np.float32)
-                norm = K1 * (1 - B + B * dl.astype(np.float32) / self.avg_len)
-                out_pos.append(pos)
-                out_w.append(times * self._idf(len(pos)) * tf / (tf + norm))
-        if not out_pos:
-            return np.zeros(self.rows, dtype=np.float32)
-        return np.bincount(np.concatenate(out_pos), weights=np.concatenate(out_w),
-                           minlength=self.rows).astype(np.float32)
+    def scores(self, query_tokens: list[str], mask: np.ndarray | None = None) -> np.ndarray:
+        """BM25 score of every position for the query (zeros when nothing matches, for removed
+        documents and outside `mask`, a boolean array over positions). All terms' postings are
+        gathered at once per segment and scored into its slice; no loop over terms or documents."""
+        ids = self.term_ids(query_tokens) if self.size and query_tokens else {}
+        counts = Counter(t for t in query_tokens if t in ids)
+        out = np.zeros(self.rows, dtype=np.float32)
+        if not counts:
+            return out
+        terms = np.array([ids[t] for t in counts], np.int64)
+        parts = []  # per segment: (k, which, rows, tfs) of its live postings
+        for k, (seg, alive) in enumerate(zip(self.segments, self.alive)):
+            which, rows, tf = seg.lookup(terms)
+            if alive is not None and len(rows):
+                live = alive[rows]
+                which, rows, tf = which[live], rows[live], tf[live]
+            parts.append((k, which, rows, tf))
+        df = sum(np.bincount(w, minlength=len(terms)) for _, w, _, _ in parts)
+        self._remember(self._df, dict(zip(terms.tolist(), df.tolist())))
+        weight = (np.array(list(counts.values()), np.float64) * self._idf(df)).astype(np.float32)
+        for k, which, rows, tf in parts:
+            lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+            if mask is not None and len(rows):
+                inside = mask[lo:hi][rows]
+                which, rows, tf = which[inside], rows[inside], tf[inside]
+            if not len(rows):
+                continue
+            tf = tf.astype(np.float32)
+            norm = self._norm(k)[rows]
+            out[lo:hi] = np.bincount(rows, weights=weight[which] * (tf / (tf + norm)), minlength=hi - lo)
+        return out
+
+    def _norm(self, k: int) -> np.ndarray:
+        """K1 · (1 - B + B · length / average length) of every document of segment `k` (float32,
+        computed once per snapshot: the average length is the snapshot's)."""
+        norm = self._norms.get(k)
+        if norm is None:
+            dl = self.segments[k].doc_len.astype(np.float32)
+            norm = self._norms[k] = (K1 * (1 - B + B * dl / np.float32(self.avg_len))).astype(np.float32)
+        return norm

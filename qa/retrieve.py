@@ -19,7 +19,6 @@ from qa.fusion import dense_weight
 from qa.index import Archive
 from qa.lexical import tokenize
 from qa.search import SearchView
-from qa.store import ArticleRow, IssueRow
 from qa.understand import Query, understand
 
 CANDIDATES = 100  # taken from each retriever before fusion
@@ -118,23 +117,14 @@ class HybridRetriever:
         return hits
 
     def _hits_of(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        store = self.archive.store
-        rows = store.passages_by_vec_id([v for v, _ in ranked])
+        """Hits of these ranked vec_ids, their passages, issues and articles read in three statements."""
+        rows, issues, articles = self.archive.store.passages_in_context([v for v, _ in ranked])
         hits = []
-        issues: dict[str, IssueRow | None] = {}
-        articles: dict[str, ArticleRow | None] = {}
         for vec_id, score in ranked:
             p = rows.get(vec_id)
-            if p is None:  # removed by an ingest that this snapshot predates
-                continue
-            if p.issue_id not in issues:
-                issues[p.issue_id] = store.issue(p.issue_id)
-            if p.article_id not in articles:
-                articles[p.article_id] = store.article(p.article_id)
-            issue = issues[p.issue_id]
-            if issue is None:
+            if p is None or p.issue_id not in issues:  # removed by an ingest that this snapshot predates
                 continue
             hits.append(Hit(chunk_id=p.id, text=p.text, score=score,
-                            citation=make_citation(issue, articles[p.article_id], p),
+                            citation=make_citation(issues[p.issue_id], articles.get(p.article_id), p),
                             issue_id=p.issue_id, article_id=p.article_id))
         return hits

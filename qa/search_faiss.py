@@ -480,8 +480,7 @@ class Snapshot:
             return None
 
     def lexical_search(self, tokens: list[str], flt: np.ndarray | None = None) -> "_Bm25Hits":
-        scores = self.lexical.scores(tokens)
-        return _Bm25Hits(self, np.where(flt, scores, 0.0) if flt is not None else scores)
+        return _Bm25Hits(self, self.lexical.scores(tokens, flt))
 
     def idf(self, token: str) -> float:
         return self.lexical.idf(token)
@@ -521,17 +520,25 @@ class _Bm25Hits:
 
     def __init__(self, snap: Snapshot, scores: np.ndarray):
         self.snap, self.scores = snap, scores
+        self._matched: np.ndarray | None = None
+
+    def matched(self) -> np.ndarray:
+        """Positions scoring above 0, ascending (found once per query)."""
+        if self._matched is None:
+            self._matched = np.flatnonzero(self.scores > 0)
+        return self._matched
 
     def top(self, k: int) -> dict[int, float]:
-        matched = np.flatnonzero(self.scores > 0)
+        matched = self.matched()
         if len(matched) > k:
             matched = matched[np.argpartition(-self.scores[matched], k - 1)[:k]]
-        return {int(self.snap.vec_ids[p]): float(self.scores[p]) for p in matched}
+        return dict(zip(self.snap.vec_ids[matched].tolist(), self.scores[matched].tolist()))
 
     def best(self) -> int | None:
-        if self.scores.size == 0 or self.scores.max() <= 0:
+        matched = self.matched()
+        if not len(matched):
             return None
-        return int(self.snap.vec_ids[int(np.argmax(self.scores))])
+        return int(self.snap.vec_ids[matched[int(np.argmax(self.scores[matched]))]])
 
     def scores_of(self, vec_ids: list[int]) -> np.ndarray:
         pos = self.snap.positions(vec_ids)
@@ -728,12 +735,14 @@ class FaissIndex:
         return seg.name
 
     def _compact(self, names: list[str], alive: dict[str, np.ndarray]) -> list[str]:
-        """Drop empty segments, rewrite mostly dead ones, merge MERGE_AT segments of one size tier
-        (sizes within a factor of 4) while the result fits in a segment."""
+        """Drop empty segments, rewrite mostly dead ones and those off the shared quantizer, merge
+        MERGE_AT segments of one size tier (sizes within a factor of 4) while the result fits in a segment."""
         names = [n for n in names if alive[n].any()]
+        unshared = self._unshared(names)
         while True:
             counts = {n: int(alive[n].sum()) for n in names}
-            group = next(([n] for n in names if counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])), None)
+            group = next(([n] for n in names if counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])
+                          or n in unshared), None)
             if group is None:
                 tiers: dict[int, list[str]] = {}
                 for n in names:
@@ -752,6 +761,15 @@ class FaissIndex:
             alive[merged] = np.ones(sum(counts[n] for n in group), bool)
             at = names.index(group[0])
             names = [n for n in names[:at] if n not in group] + [merged] + [n for n in names[at:] if n not in group]
+
+    def _unshared(self, names: list[str]) -> set[str]:
+        """Segments not on the archive's shared quantizer (flat ones written before it was trained,
+        or an older format's own lists) while it has one: each is rewritten onto it once, so a
+        query probes a few of its lists instead of scanning it whole."""
+        if self._coarse_for(np.zeros((0, 1), np.float32)) is None:
+            return set()
+        return {n for n in names
+                if not json.loads((self.base / f"seg-{n}" / "meta.json").read_text()).get("coarse")}
 
     def _merge(self, group: list[str], alive: dict[str, np.ndarray]) -> str:
         segs = [Segment.load(self.base, n, vectors=False) for n in group]

@@ -589,21 +589,56 @@ class Store(ABC):
                               "WHERE a.id = ?", (article_id,)).fetchone()
         return _article(r, r["page_text"]) if r else None
 
-    def _passages(self, where: str, args: list, order: str = "") -> list[PassageRow]:
+    def issues_by_id(self, ids: list[str]) -> dict[str, IssueRow]:
+        """Issues by id (those stored), in one statement. Usage: ``store.issues_by_id(["000_72e2"])``"""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        rows = self.conn.execute(f"SELECT * FROM issues WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+        return {r["id"]: _issue(r) for r in rows}
+
+    def articles_by_id(self, ids: list[str]) -> dict[str, ArticleRow]:
+        """Articles by id (those stored), bodies rebuilt, in one statement (per 900).
+        Usage: ``store.articles_by_id(["000_72e2:a001"])``"""
+        ids, out = list(dict.fromkeys(ids)), {}
+        for k in range(0, len(ids), 900):  # one statement up to 900 articles
+            part = ids[k:k + 900]
+            rows = self.conn.execute("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
+                                     f"WHERE a.id IN ({','.join('?' * len(part))})", part).fetchall()
+            out.update({r["id"]: _article(r, r["page_text"]) for r in rows})
+        return out
+
+    def passages_in_context(self, vec_ids: list[int]) -> tuple[dict[int, PassageRow], dict[str, IssueRow],
+                                                              dict[str, ArticleRow]]:
+        """The passages of `vec_ids` (those still stored) with their issues and articles, in three
+        statements whatever their number: what a page of search results shows.
+        Usage: ``passages, issues, articles = store.passages_in_context([17, 4])``"""
+        if not vec_ids:
+            return {}, {}, {}
+        articles: dict[str, ArticleRow] = {}
+        rows = self._passages(f"p.vec_id IN ({','.join('?' * len(vec_ids))})", [int(v) for v in vec_ids],
+                              articles=articles, all_articles=True)
+        passages = {r.vec_id: r for r in rows}
+        return passages, self.issues_by_id([p.issue_id for p in rows]), articles
+
+    def _passages(self, where: str, args: list, order: str = "", articles: dict[str, ArticleRow] | None = None,
+                  all_articles: bool = False) -> list[PassageRow]:
+        """Passage rows; a text the spans reproduce is cut from its article's body, the articles
+        needed (all of them with `all_articles`) fetched in one statement into `articles`."""
         rows = self.conn.execute(
             f'SELECT p.id, p.vec_id, a.issue_id, p.article_id, p.ordinal, p.text, p.start, p."end", '
             f"p.body_start, p.body_end FROM passages p JOIN articles a ON a.id = p.article_id WHERE {where} {order}",
             args,
         ).fetchall()
-        bodies: dict[str, str] = {}
+        articles = {} if articles is None else articles
+        needed = [r["article_id"] for r in rows if all_articles or r["text"] is None]
+        articles.update(self.articles_by_id([a for a in needed if a not in articles]))
         out = []
         for r in rows:
             text = r["text"]
             if text is None:
-                if r["article_id"] not in bodies:
-                    art = self.article(r["article_id"])
-                    bodies[r["article_id"]] = art.body if art else ""
-                text = bodies[r["article_id"]][r["body_start"]:r["body_end"]]
+                art = articles.get(r["article_id"])
+                text = art.body[r["body_start"]:r["body_end"]] if art else ""
             out.append(PassageRow(id=r["id"], vec_id=r["vec_id"], issue_id=r["issue_id"], article_id=r["article_id"],
                                   ordinal=r["ordinal"], text=text, start=r["start"], end=r["end"]))
         return out
@@ -672,16 +707,14 @@ class Store(ABC):
                     if after >= wanted[-1]:
                         return
                     continue
-            bodies: dict[str, str] = {}
+            articles = self.articles_by_id([r["article_id"] for r in rows if r["text"] is None])
             texts = []
             for r in rows:
                 if r["text"] is not None:
                     texts.append(r["text"])
                     continue
-                if r["article_id"] not in bodies:
-                    art = self.article(r["article_id"])
-                    bodies[r["article_id"]] = art.body if art else ""
-                texts.append(bodies[r["article_id"]][r["body_start"]:r["body_end"]])
+                art = articles.get(r["article_id"])
+                texts.append(art.body[r["body_start"]:r["body_end"]] if art else "")
             yield {"vec_ids": np.array([r["vec_id"] for r in rows], dtype=np.int64),
                    "vectors": dequantize([r["embedding"] for r in rows]),
                    "dates": [r["date"] for r in rows], "issue_nos": [r["issue_no"] for r in rows],
