@@ -231,7 +231,8 @@ def test_the_points_after_an_introducing_sentence_carry_its_score_for_content_qu
 
 def test_a_heading_line_informs_when_the_body_does_not_state_it():
     assert _novel("衡阳陆港型国家物流枢纽入选", "") == 1.0  # an article that is only its headings
-    body = fold("8月18日上午,市委书记秦国文赴雁峰区调研经济社会发展情况。他强调,要聚焦产业高质量发展,提高城市治理现代化水平")
+    body = fold("8月18日上午,市委书记秦国文赴雁峰区调研经济社会发展情况。"
+                "他强调,要聚焦产业高质量发展,提高城市治理现代化水平")
     assert _novel("秦国文在雁峰区调研时强调——", body) == 0.0  # a kicker the lede restates
     assert _novel("聚焦产业高质量发展 提高城市治理现代化水平", body) < 0.5
 
@@ -249,5 +250,6 @@ def test_a_content_question_quotes_the_points_after_the_sentence_that_introduces
 
 def test_a_heading_line_that_states_what_no_body_sentence_does_is_quoted(retriever):
     # The article is its headline and subtitle only (a teaser); the subtitle is the answer.
-    result = _never_not_found(retriever).ask("国家发展改革委发布的“十四五”首批国家物流枢纽建设名单中，衡阳入选的是什么枢纽？")
+    question = "国家发展改革委发布的“十四五”首批国家物流枢纽建设名单中，衡阳入选的是什么枢纽？"
+    result = _never_not_found(retriever).ask(question)
     assert "衡阳陆港型国家物流枢纽入选" in result.answer, result.answer
