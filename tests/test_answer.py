@@ -197,3 +197,59 @@ def test_format_report_prints_overall_last_and_the_trade_off():
     assert kinds == ["dated", "factoid", "overall"]
     assert any("precision=0.8" in line and "recall=0.9" in line for line in lines)
     assert any("split test" in line for line in lines) and "trade-off" in text
+
+
+# -- composing: content questions, informative heading lines (issue #11 items 1, 2) ---------------
+from qa.answer import CARRY_COST, CARRY_STEPS, _composing_values, _novel, _Sentence, asks_content  # noqa: E402
+
+
+def test_questions_that_ask_what_was_said_or_decided():
+    for q in ("习近平对“三农”工作作出的重要指示主要讲了什么？", "会议都讨论了什么？", "他谈了哪些合作打算？",
+              "督察组对衡阳提出了什么整改要求？", "对中日关系怎么看？"):
+        assert asks_content(q), q
+    for q in ("衡阳在榜单中排第几？", "平台是哪天投入运行的？", "代表岳阳发言的副市长是谁？", "试验区全称是什么？"):
+        assert not asks_content(q), q
+
+
+def _run(passage: int, scores: list[float]) -> list[_Sentence]:
+    return [_Sentence(f"第{passage}段第{j}句的内容各不相同。", passage, j, score=v) for j, v in enumerate(scores)]
+
+
+def test_the_points_after_an_introducing_sentence_carry_its_score_for_content_questions_only():
+    anchor, *points = _run(0, [1.0, 0.80, 0.80, 0.80, 0.80, 0.80])
+    other = _run(1, [0.95])[0]
+    sentences = [anchor, *points, other]
+    value = _composing_values(sentences, "会议讨论了什么？")
+    carried = [value[id(s)] for s in points]
+    assert all(v >= 1.0 - CARRY_COST - 0.1 for v in carried[:CARRY_STEPS])  # within the answer margin
+    assert carried[0] > carried[1] > carried[2]  # the nearer, the sooner quoted
+    assert carried[CARRY_STEPS] == pytest.approx(0.80)  # only CARRY_STEPS sentences on
+    assert value[id(other)] == pytest.approx(0.95)  # another passage is not continued
+    factoid = _composing_values(sentences, "会议是哪天召开的？")
+    assert all(factoid[id(s)] == pytest.approx(0.80) for s in points)  # a value question: no carry
+
+
+def test_a_heading_line_informs_when_the_body_does_not_state_it():
+    assert _novel("衡阳陆港型国家物流枢纽入选", "") == 1.0  # an article that is only its headings
+    body = fold("8月18日上午,市委书记秦国文赴雁峰区调研经济社会发展情况。"
+                "他强调,要聚焦产业高质量发展,提高城市治理现代化水平")
+    assert _novel("秦国文在雁峰区调研时强调——", body) == 0.0  # a kicker the lede restates
+    assert _novel("聚焦产业高质量发展 提高城市治理现代化水平", body) < 0.5
+
+
+def _never_not_found(retriever) -> Answerer:
+    """Composition only: an answerer that never says "not found" (calibration is `qa eval`'s)."""
+    return Answerer(retriever, model=NotFoundModel(weights={}, bias=10.0, mean={}, scale={}))
+
+
+def test_a_content_question_quotes_the_points_after_the_sentence_that_introduces_them(retriever):
+    result = _never_not_found(retriever).ask("秦国文对民生事业提出了什么要求？")
+    claim = next(text for text, _ in _claims(result.answer) if "民生事业要以人为本" in text)
+    assert "要发挥群众主体作用" in claim, result.answer  # the next point, in reading order, same marker
+
+
+def test_a_heading_line_that_states_what_no_body_sentence_does_is_quoted(retriever):
+    # The article is its headline and subtitle only (a teaser); the subtitle is the answer.
+    question = "国家发展改革委发布的“十四五”首批国家物流枢纽建设名单中，衡阳入选的是什么枢纽？"
+    result = _never_not_found(retriever).ask(question)
+    assert "衡阳陆港型国家物流枢纽入选" in result.answer, result.answer
