@@ -65,6 +65,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from qa.lexical import fold
 from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH
 
@@ -105,15 +107,32 @@ def asked_value(question: str) -> str | None:
     return next((kind for kind, pattern in _ASKS.items() if pattern.search(question)), None)
 
 
+# Where and when a story was filed, and who wrote it, are the paper's own (as its masthead date
+# is): a wire dateline ('新华社北京11月29日电') or a byline ('本报讯（记者 陈润）', '■本报记者 陈润')
+# names no venue, date or person the story reports.
+OWN_LINE = re.compile(r"(?:新华社|中新社)[\u4e00-\u9fff]{2,8}?\d{1,2}\s*月\s*\d{1,2}\s*日\s*电"
+                      r"|[\u4e00-\u9fff]{0,6}讯\s*[（(][^）)]{0,40}[）)]"
+                      r"|■?\s*本报(?:记者|评论员|通讯员)(?:\s*[\u4e00-\u9fff]{2,4})*")
+
+
+def without_own_lines(sentence: str) -> str:
+    """`sentence` without the paper's own lines (`OWN_LINE`: datelines, bylines).
+
+    Usage: ``without_own_lines("新华社北京11月29日电 国家主席习近平29日晚…")`` → '， 国家主席习近平29日晚…'"""
+    return OWN_LINE.sub("，", sentence)
+
+
 def value_stated(question: str, sentence: str) -> bool:
     """Whether `sentence` holds a value of the kind the question asks for (a date, a number, a
-    person's name as jieba's tagger sees it); True when it asks for none of these.
+    person's name as jieba's tagger sees it), not counting datelines and bylines
+    (`without_own_lines`); True when it asks for none of these.
 
     Usage: ``value_stated("组长是谁？", "督察组组长张兰通报督察报告")`` → True"""
     kind = asked_value(question)
     if kind is None:
         return True
     asked = fold(question)
+    sentence = without_own_lines(sentence)
     if kind in _VALUE_TAGS:
         return any(flag.startswith(_VALUE_TAGS[kind]) and len(word) >= 2 and word not in asked
                    for word, flag in _tags(sentence))
@@ -262,6 +281,10 @@ class Answerability:
     asks_list: float = 0.0
     value_coverage: float = 0.0
     joint_missing: float = 1.0
+    top_score: float = 0.0
+    slot_gain: float = 0.0
+    slot_cos: float = 0.0
+    value_near: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:
@@ -272,6 +295,102 @@ class Answerability:
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+FOCUS_PASSAGES = 3  # the passages whose terms count as "stated" for the `missing` feature
+ANSWER_SENTENCES = 3  # the best sentences, where the asked-for terms and value must stand
+_ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")  # the answerer's list rule
+_CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
+
+
+def clauses(sentence: str) -> list[str]:
+    """The clauses of a sentence (between commas, semicolons, colons and sentence ends).
+
+    Usage: ``clauses("11月29日，衡阳市…大会召开。")`` → ['11月29日', '衡阳市…大会召开']"""
+    return [c.strip() for c in _CLAUSE.findall(sentence) if c.strip()]
+
+
+def question_parts(question: str) -> tuple[str, str]:
+    """(topic, slot): the question without its answer slot and question words (what it is
+    about), and the question without its names (what it asks of them).
+
+    Usage: ``question_parts("湖南省第十二次党代会是哪天开幕的？")`` → ('湖南省第十二次党代会是的？', '是哪天开幕的？')"""
+    folded = fold(question)
+    topic = folded
+    for word in [*slot_terms(question), *(w for w, _ in _tags(question) if QUESTION_WORD.search(w))]:
+        topic = topic.replace(fold(word), "")
+    slot = folded
+    for word in entity_terms(question):
+        slot = slot.replace(fold(word), "")
+    return topic, slot
+
+
+def value_near(question: str, weights: dict[str, float], sentences: list[str]) -> float:
+    """The largest idf-weighted share of the question's terms stated within one clause holding
+    a value of the asked-for kind and the clauses either side of it: the value must stand next
+    to the subject ('第88位' beside '先进制造业百强市', not beside '营商环境'). Any clause counts
+    when the question asks for no such kind; 0 when no clause holds the value.
+
+    Usage: ``value_near("衡阳排第几位？", {"衡阳": 3.0}, ["衡阳在该榜单中位列第88位。"])`` → 1.0"""
+    best = 0.0
+    for sentence in sentences:
+        parts = clauses(sentence)
+        for i, part in enumerate(parts):
+            if value_stated(question, part):
+                best = max(best, stated_share(weights, "，".join(parts[max(0, i - 1):i + 2])))
+    return best
+
+
+def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vectors, embedder) -> Answerability:
+    """The scores the not-found decision is made from, measured on the retrieved `hits` (with
+    `.text`, `.score`, `.citation.headline`) and their candidate `sentences` (best first, with
+    `.text`, `.passage`, `.cos`); `vectors.of(texts)` embeds passage-side texts,
+    `embedder.embed_queries` questions; `qvec` is the question's vector.
+
+    Usage: ``features = assess(q, weights, hits, sentences, qvec, answerer.vectors, embedder)``"""
+    if not sentences:
+        return Answerability()
+    texts = [f"{h.citation.headline or ''} {h.text}" for h in hits]
+    passage_cos = float(np.max(vectors.of([h.text for h in hits]) @ qvec))
+    best = sentences[:ANSWER_SENTENCES]
+    headed = [f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best]
+    near = " ".join(headed)
+    slots, entities = slot_terms(question), entity_terms(question)
+    valued = [t for s, t in zip(best, headed) if value_stated(question, s.text)]
+    stated = [value_stated(question, s.text) for s in best]
+    return Answerability(
+        sentence_cos=max(s.cos for s in sentences), passage_cos=passage_cos,
+        coverage=max(stated_share(weights, t) for t in texts), sentence_coverage=stated_share(weights, near),
+        missing=_heaviest_missing(weights, " ".join(texts[:FOCUS_PASSAGES])),
+        sentence_missing=_heaviest_missing(weights, near),
+        value_missing=0.0 if stated[0] else 0.5 if any(stated) else 1.0,
+        slot_missing=min(missing_share(slots, t) for t in headed),
+        entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
+        sentence_entity_missing=missing_share(entities, near),
+        asks_list=float(bool(_ASKS_LIST.search(question))),
+        value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
+        joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0),
+        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]),
+        **_slot_meaning(question, [s.text for s in best], qvec, vectors, embedder))
+
+
+def _heaviest_missing(weights: dict[str, float], text: str) -> float:
+    """The weight share of the heaviest question term that `text` does not state."""
+    total = sum(weights.values()) or 1.0
+    return max((w for term, w in weights.items() if not term_present(term, text)), default=0.0) / total
+
+
+def _slot_meaning(question: str, best: list[str], qvec, vectors, embedder) -> dict[str, float]:
+    """slot_gain: how much closer the best sentences are to the whole question than to its topic
+    alone (`question_parts`): a sentence that states the asked-for relation gains from the slot
+    words, one that only names the topic does not. slot_cos: the best cosine of the question's
+    slot (the question without its names) to one clause of those sentences."""
+    topic, slot = question_parts(question)
+    pieces = [c for s in best for c in clauses(s) if len(c) >= 2] or best
+    tvec, svec = embedder.embed_queries([topic, slot])
+    sentence_vecs = vectors.of(best)
+    gain = float(np.max(sentence_vecs @ qvec - sentence_vecs @ tvec)) if topic != fold(question) else 0.0
+    return {"slot_gain": gain, "slot_cos": float(np.max(vectors.of(pieces) @ svec))}
 
 
 @dataclass
