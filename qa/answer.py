@@ -314,7 +314,7 @@ class Answerer:
     def _assess(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
                 sentences: list[_Sentence], question: str) -> Answerability:
         """The scores the not-found decision is made from (`qa.answerability.assess`)."""
-        return assess(question, weights, hits, sentences, qvec, self.vectors, self.retriever.embedder)
+        return assess(question, weights, hits, sentences, qvec, self.vectors)
 
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:

@@ -35,6 +35,14 @@ The features (`Answerability`) are measured on the retrieved passages of one que
   one of those value-holding sentences (with its headline) lacks; 1 when none holds the value.
   A page that says when the 党代会 was *held* but only elsewhere what *opened* has the terms,
   but never in one sentence with a date.
+- ``top_score``: the fused retrieval score of the best passage;
+- ``value_near``: the largest idf-weighted share of the question's terms within one *clause*
+  holding a value of the asked-for kind and the clauses either side of it (`value_near`): the
+  value has to stand next to the subject, not elsewhere in a long sentence.
+
+Values are looked for outside the paper's own lines (`without_own_lines`): a wire dateline
+('新华社北京11月29日电') or a byline names no venue, date or person of the story, just as the
+masthead date is no date the story reports.
 
 Terms count as stated literally or as an abbreviation either way (`term_present`: '跨境电商' in
 '跨境电子商务', '人民代表大会' in '市人大').
@@ -42,11 +50,14 @@ Terms count as stated literally or as an abbreviation either way (`term_present`
 The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
 answerer, the embedding model or the eval files with::
 
-    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx eval/fresh.jsonl eval/dev.jsonl
+    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx
 
-which fits on the ``"split": "fit"`` questions (all of a file without splits), picks the
-threshold that flags the most unanswerable questions while keeping answerable questions wrongly
-"not found" at or below 5 %, writes the JSON and prints the trade-off on the held-out questions.
+which runs the answerer over eval/fresh.jsonl, eval/dev.jsonl and eval/notfound.jsonl, fits on
+the ``"split": "fit"`` questions (all of a file without splits), picks the threshold that flags
+the most unanswerable questions while keeping answerable questions wrongly "not found" at or
+below 5 %, writes the JSON and prints the figures per file and split and the trade-off on the
+held-out questions. Which features the model uses is chosen there (`FEATURES`), by
+cross-validation inside the fit half.
 
 Usage::
 
@@ -82,7 +93,10 @@ _ASKS = {
     "quantity": re.compile(r"多少|(?<!哪)几[个项家位件次名所种条成十百千万亿]|第几|多大|比重|比例"),
     "person": re.compile(r"谁|哪位|何人|什么人|什么名字"),
     "organisation": re.compile(r"哪(?:家|个|些)?(?:公司|企业|单位|机构|部门)"),
-    "place": re.compile(r"哪(?:座|个)?(?:城市|地方|国家|省|市|县|区|片区)|在哪[里儿]?(?:举[办行]|召开)|哪国"),
+    "place": re.compile(r"(?:哪|什么)(?:座|个|些)?(?:外地)?(?:城市|地方|地点|国家|省|市|县|区|片区)"
+                        r"|在哪[里儿]?(?:举[办行]|召开)|哪国"),
+    "document": re.compile(r"(?:哪|什么)[份部项些个]?[\u4e00-\u9fff]{0,2}?(?:文件|协议|报告|条例|意见|方案|通知|讲话|文章)"),
+    "reason": re.compile(r"为什么|为何|什么原因|原因是什么"),
 }
 # jieba part-of-speech tags of a value of each kind, where a regular expression cannot see one.
 _VALUE_TAGS = {"person": ("nr",), "organisation": ("nt",), "place": ("ns",)}
@@ -97,11 +111,14 @@ _VALUES = {
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
     "quantity": re.compile(r"\d+(?:\.\d+)?\s*(?![年月日号\d.])|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条成倍]"
                            r"|第[一二三四五六七八九十百千\d]+"),
+    "document": re.compile(r"《[^》]{2,}》"),
+    "reason": re.compile(r"因为|由于|原因(?:是|在于)|之所以"),
 }
 
 
 def asked_value(question: str) -> str | None:
-    """'year', 'date', 'quantity', 'person' or None: the kind of value the question asks for.
+    """'year', 'date', 'quantity', 'person', 'organisation', 'place', 'document', 'reason' or None:
+    the kind of value the question asks for.
 
     Usage: ``asked_value("湖南省第十二次党代会是哪天开幕的？")`` → 'date'"""
     return next((kind for kind, pattern in _ASKS.items() if pattern.search(question)), None)
@@ -282,8 +299,6 @@ class Answerability:
     value_coverage: float = 0.0
     joint_missing: float = 1.0
     top_score: float = 0.0
-    slot_gain: float = 0.0
-    slot_cos: float = 0.0
     value_near: float = 0.0
 
     @classmethod
@@ -310,21 +325,6 @@ def clauses(sentence: str) -> list[str]:
     return [c.strip() for c in _CLAUSE.findall(sentence) if c.strip()]
 
 
-def question_parts(question: str) -> tuple[str, str]:
-    """(topic, slot): the question without its answer slot and question words (what it is
-    about), and the question without its names (what it asks of them).
-
-    Usage: ``question_parts("湖南省第十二次党代会是哪天开幕的？")`` → ('湖南省第十二次党代会是的？', '是哪天开幕的？')"""
-    folded = fold(question)
-    topic = folded
-    for word in [*slot_terms(question), *(w for w, _ in _tags(question) if QUESTION_WORD.search(w))]:
-        topic = topic.replace(fold(word), "")
-    slot = folded
-    for word in entity_terms(question):
-        slot = slot.replace(fold(word), "")
-    return topic, slot
-
-
 def value_near(question: str, weights: dict[str, float], sentences: list[str]) -> float:
     """The largest idf-weighted share of the question's terms stated within one clause holding
     a value of the asked-for kind and the clauses either side of it: the value must stand next
@@ -341,13 +341,13 @@ def value_near(question: str, weights: dict[str, float], sentences: list[str]) -
     return best
 
 
-def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vectors, embedder) -> Answerability:
+def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vectors) -> Answerability:
     """The scores the not-found decision is made from, measured on the retrieved `hits` (with
     `.text`, `.score`, `.citation.headline`) and their candidate `sentences` (best first, with
-    `.text`, `.passage`, `.cos`); `vectors.of(texts)` embeds passage-side texts,
-    `embedder.embed_queries` questions; `qvec` is the question's vector.
+    `.text`, `.passage`, `.cos`); `vectors.of(texts)` embeds passage-side texts (`SentenceVectors`),
+    `qvec` is the question's vector and `weights` its terms' idf.
 
-    Usage: ``features = assess(q, weights, hits, sentences, qvec, answerer.vectors, embedder)``"""
+    Usage: ``features = assess(q, weights, hits, sentences, qvec, answerer.vectors)``"""
     if not sentences:
         return Answerability()
     texts = [f"{h.citation.headline or ''} {h.text}" for h in hits]
@@ -370,27 +370,13 @@ def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vect
         asks_list=float(bool(_ASKS_LIST.search(question))),
         value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
         joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0),
-        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]),
-        **_slot_meaning(question, [s.text for s in best], qvec, vectors, embedder))
+        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]))
 
 
 def _heaviest_missing(weights: dict[str, float], text: str) -> float:
     """The weight share of the heaviest question term that `text` does not state."""
     total = sum(weights.values()) or 1.0
     return max((w for term, w in weights.items() if not term_present(term, text)), default=0.0) / total
-
-
-def _slot_meaning(question: str, best: list[str], qvec, vectors, embedder) -> dict[str, float]:
-    """slot_gain: how much closer the best sentences are to the whole question than to its topic
-    alone (`question_parts`): a sentence that states the asked-for relation gains from the slot
-    words, one that only names the topic does not. slot_cos: the best cosine of the question's
-    slot (the question without its names) to one clause of those sentences."""
-    topic, slot = question_parts(question)
-    pieces = [c for s in best for c in clauses(s) if len(c) >= 2] or best
-    tvec, svec = embedder.embed_queries([topic, slot])
-    sentence_vecs = vectors.of(best)
-    gain = float(np.max(sentence_vecs @ qvec - sentence_vecs @ tvec)) if topic != fold(question) else 0.0
-    return {"slot_gain": gain, "slot_cos": float(np.max(vectors.of(pieces) @ svec))}
 
 
 @dataclass
