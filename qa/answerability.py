@@ -97,7 +97,6 @@ _ASKS = {
                         r"|在哪[里儿]?(?:举[办行]|召开)|哪国"),
     "document": re.compile(r"(?:哪|什么)[份部项些个]?[\u4e00-\u9fff]{0,2}?(?:文件|协议|报告|条例|意见|方案|通知|讲话|文章)"),
     "reason": re.compile(r"为什么|为何|什么原因|原因是什么"),
-    "name": re.compile(r"全称|名称"),
 }
 # jieba part-of-speech tags of a value of each kind, where a regular expression cannot see one.
 _VALUE_TAGS = {"person": ("nr",), "organisation": ("nt",), "place": ("ns",)}
@@ -114,13 +113,12 @@ _VALUES = {
                            r"|第[一二三四五六七八九十百千\d]+"),
     "document": re.compile(r"《[^》]{2,}》"),
     "reason": re.compile(r"因为|由于|原因(?:是|在于)|之所以"),
-    "name": re.compile(r"“[^”]{2,}”|《[^》]{2,}》"),  # a name is quoted
 }
 
 
 def asked_value(question: str) -> str | None:
-    """'year', 'date', 'quantity', 'person', 'organisation', 'place', 'document', 'reason', 'name'
-    or None: the kind of value the question asks for.
+    """'year', 'date', 'quantity', 'person', 'organisation', 'place', 'document', 'reason' or None:
+    the kind of value the question asks for.
 
     Usage: ``asked_value("湖南省第十二次党代会是哪天开幕的？")`` → 'date'"""
     return next((kind for kind, pattern in _ASKS.items() if pattern.search(question)), None)
