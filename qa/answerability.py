@@ -106,6 +106,9 @@ _ENTITY_TAGS = ("nr", "ns", "nt", "nz", "j")
 QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|为什么|是否|吗|呢")
 _SLOT_TAGS = ("n", "v", "a", "b", "l", "j", "t")
 _COPULA = frozenset("是 有 在 为 的 了 和 与 同 要 将 会 能 对".split())
+# Words for the form of the answer, not a relation the page states: '全称是什么' is answered by
+# the name itself, '叫什么名字' by a name, '谈了哪些内容' by what was said; no page writes them.
+_ANSWER_FORM = frozenset("全称 简称 名称 名字 内容".split())
 _VALUES = {
     "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
@@ -189,7 +192,8 @@ def slot_terms(question: str) -> list[str]:
                 continue
             w, flag = words[j]
             if (flag.startswith(_SLOT_TAGS) and not flag.startswith(_ENTITY_TAGS) and len(w) >= 2
-                    and w not in _COPULA and not QUESTION_WORD.search(w) and w not in out):
+                    and w not in _COPULA and w not in _ANSWER_FORM and not QUESTION_WORD.search(w)
+                    and w not in out):
                 out.append(w)
     return out
 

@@ -223,6 +223,12 @@ def test_documents_reasons_and_places_are_kinds_of_value_too():
     assert asked_value("大会在什么地方召开？") == asked_value("调研组到哪些外地城市考察？") == "place"
 
 
+def test_the_form_of_the_answer_is_no_slot_the_page_must_state():
+    assert slot_terms("衡阳获批设立的跨境电商综合试验区全称是什么？") == []
+    assert "内容" not in slot_terms("习近平同伊朗总统通电话时谈了哪些内容？")
+    assert slot_terms("市中心医院华新分院的院长是谁？") == ["院长"]
+
+
 def test_the_value_must_stand_next_to_the_subject():
     weights = {"营商环境": 3.0, "衡阳": 1.0}
     assert value_near("衡阳在营商环境榜单中排第几名？", weights, ["衡阳在营商环境榜单中列第8位。"]) == 1.0
