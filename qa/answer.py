@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from qa.answerability import (QUESTION_WORD, Answerability, NotFoundModel, entity_terms, missing_share, slot_terms,
-                              stated_share, term_present, value_stated)
+from qa.answerability import QUESTION_WORD, Answerability, NotFoundModel, assess, value_stated
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -41,8 +40,6 @@ log = logging.getLogger("qa.answer")
 
 MAX_ANSWER_CHARS = 300
 NOT_FOUND = "档案中未找到能回答这个问题的内容。以下是最接近的几段报道，供参考。"
-FOCUS_PASSAGES = 3  # the passages whose terms count as "stated" for the `missing` feature
-ANSWER_SENTENCES = 3  # the best sentences, where the asked-for terms and value must stand
 MIN_SENTENCE_CHARS = 6
 # Fusion of a sentence's evidence (cosine + these): picked by a grid search for evidence-in-answer
 # on dev.jsonl and the fit half of fresh.jsonl (the test half left out). Small data: settings
@@ -389,39 +386,8 @@ class Answerer:
 
     def _assess(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
                 sentences: list[_Sentence], question: str) -> Answerability:
-        """The scores the not-found decision is made from (see `qa.answerability`)."""
-        if not sentences:
-            return Answerability()
-        texts = [f"{h.citation.headline or ''} {h.text}" for h in hits]
-        passage_cos = float(np.max(self.vectors.of([h.text for h in hits]) @ qvec))
-        best = sentences[:ANSWER_SENTENCES]
-        headed = [f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best]
-        near = " ".join(headed)
-        slots, entities = slot_terms(question), entity_terms(question)
-        valued = [t for s, t in zip(best, headed) if value_stated(question, s.text)]
-        return Answerability(sentence_cos=max(s.cos for s in sentences), passage_cos=passage_cos,
-                             coverage=max(stated_share(weights, t) for t in texts),
-                             sentence_coverage=stated_share(weights, near),
-                             missing=self._missing(weights, " ".join(texts[:FOCUS_PASSAGES])),
-                             sentence_missing=self._missing(weights, near),
-                             value_missing=self._value_missing(question, best),
-                             slot_missing=min(missing_share(slots, t) for t in headed),
-                             entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
-                             sentence_entity_missing=missing_share(entities, near),
-                             asks_list=float(bool(_ASKS_LIST.search(question))),
-                             value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
-                             joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0))
-
-    @staticmethod
-    def _value_missing(question: str, best: list[_Sentence]) -> float:
-        stated = [value_stated(question, s.text) for s in best]
-        return 0.0 if stated[0] else 0.5 if any(stated) else 1.0
-
-    @staticmethod
-    def _missing(weights: dict[str, float], text: str) -> float:
-        """The weight share of the heaviest question term that `text` does not state."""
-        total = sum(weights.values()) or 1.0
-        return max((w for term, w in weights.items() if not term_present(term, text)), default=0.0) / total
+        """The scores the not-found decision is made from (`qa.answerability.assess`)."""
+        return assess(question, weights, hits, sentences, qvec, self.vectors)
 
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:

@@ -35,6 +35,14 @@ The features (`Answerability`) are measured on the retrieved passages of one que
   one of those value-holding sentences (with its headline) lacks; 1 when none holds the value.
   A page that says when the 党代会 was *held* but only elsewhere what *opened* has the terms,
   but never in one sentence with a date.
+- ``top_score``: the fused retrieval score of the best passage;
+- ``value_near``: the largest idf-weighted share of the question's terms within one *clause*
+  holding a value of the asked-for kind and the clauses either side of it (`value_near`): the
+  value has to stand next to the subject, not elsewhere in a long sentence.
+
+Values are looked for outside the paper's own lines (`without_own_lines`): a wire dateline
+('新华社北京11月29日电') or a byline names no venue, date or person of the story, just as the
+masthead date is no date the story reports.
 
 Terms count as stated literally or as an abbreviation either way (`term_present`: '跨境电商' in
 '跨境电子商务', '人民代表大会' in '市人大').
@@ -42,11 +50,14 @@ Terms count as stated literally or as an abbreviation either way (`term_present`
 The constants live in ``qa/data/not_found_model.json``. Refit them after a change to the
 answerer, the embedding model or the eval files with::
 
-    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx eval/fresh.jsonl eval/dev.jsonl
+    PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx
 
-which fits on the ``"split": "fit"`` questions (all of a file without splits), picks the
-threshold that flags the most unanswerable questions while keeping answerable questions wrongly
-"not found" at or below 5 %, writes the JSON and prints the trade-off on the held-out questions.
+which runs the answerer over eval/fresh.jsonl, eval/dev.jsonl and eval/notfound.jsonl, fits on
+the ``"split": "fit"`` questions (all of a file without splits), picks the threshold that flags
+the most unanswerable questions while keeping answerable questions wrongly "not found" at or
+below 5 %, writes the JSON and prints the figures per file and split and the trade-off on the
+held-out questions. Which features the model uses is chosen there (`FEATURES`), by
+cross-validation inside the fit half.
 
 Usage::
 
@@ -65,6 +76,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+
 from qa.lexical import fold
 from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH
 
@@ -80,7 +93,10 @@ _ASKS = {
     "quantity": re.compile(r"多少|(?<!哪)几[个项家位件次名所种条成十百千万亿]|第几|多大|比重|比例"),
     "person": re.compile(r"谁|哪位|何人|什么人|什么名字"),
     "organisation": re.compile(r"哪(?:家|个|些)?(?:公司|企业|单位|机构|部门)"),
-    "place": re.compile(r"哪(?:座|个)?(?:城市|地方|国家|省|市|县|区|片区)|在哪[里儿]?(?:举[办行]|召开)|哪国"),
+    "place": re.compile(r"(?:哪|什么)(?:座|个|些)?(?:外地)?(?:城市|地方|地点|国家|省|市|县|区|片区)"
+                        r"|在哪[里儿]?(?:举[办行]|召开)|哪国"),
+    "document": re.compile(r"(?:哪|什么)[份部项些个]?[\u4e00-\u9fff]{0,2}?(?:文件|协议|报告|条例|意见|方案|通知|讲话|文章)"),
+    "reason": re.compile(r"为什么|为何|什么原因|原因是什么"),
 }
 # jieba part-of-speech tags of a value of each kind, where a regular expression cannot see one.
 _VALUE_TAGS = {"person": ("nr",), "organisation": ("nt",), "place": ("ns",)}
@@ -90,30 +106,53 @@ _ENTITY_TAGS = ("nr", "ns", "nt", "nz", "j")
 QUESTION_WORD = re.compile(r"几|多少|什么|哪|谁|怎么|怎样|如何|为何|为什么|是否|吗|呢")
 _SLOT_TAGS = ("n", "v", "a", "b", "l", "j", "t")
 _COPULA = frozenset("是 有 在 为 的 了 和 与 同 要 将 会 能 对".split())
+# Words for the form of the answer, not a relation the page states: '全称是什么' is answered by
+# the name itself, '叫什么名字' by a name, '谈了哪些内容' by what was said; no page writes them.
+_ANSWER_FORM = frozenset("全称 简称 名称 名字 内容".split())
 _VALUES = {
     "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
     "quantity": re.compile(r"\d+(?:\.\d+)?\s*(?![年月日号\d.])|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条成倍]"
                            r"|第[一二三四五六七八九十百千\d]+"),
+    "document": re.compile(r"《[^》]{2,}》"),
+    "reason": re.compile(r"因为|由于|原因(?:是|在于)|之所以"),
 }
 
 
 def asked_value(question: str) -> str | None:
-    """'year', 'date', 'quantity', 'person' or None: the kind of value the question asks for.
+    """'year', 'date', 'quantity', 'person', 'organisation', 'place', 'document', 'reason' or None:
+    the kind of value the question asks for.
 
     Usage: ``asked_value("湖南省第十二次党代会是哪天开幕的？")`` → 'date'"""
     return next((kind for kind, pattern in _ASKS.items() if pattern.search(question)), None)
 
 
+# Where and when a story was filed, and who wrote it, are the paper's own (as its masthead date
+# is): a wire dateline ('新华社北京11月29日电') or a byline ('本报讯（记者 陈润）', '■本报记者 陈润')
+# names no venue, date or person the story reports.
+OWN_LINE = re.compile(r"(?:新华社|中新社)[\u4e00-\u9fff]{2,8}?\d{1,2}\s*月\s*\d{1,2}\s*日\s*电"
+                      r"|[\u4e00-\u9fff]{0,6}讯\s*[（(][^）)]{0,40}[）)]"
+                      r"|■?\s*本报(?:记者|评论员|通讯员)(?:\s*[\u4e00-\u9fff]{2,4})*")
+
+
+def without_own_lines(sentence: str) -> str:
+    """`sentence` without the paper's own lines (`OWN_LINE`: datelines, bylines).
+
+    Usage: ``without_own_lines("新华社北京11月29日电 国家主席习近平29日晚…")`` → '， 国家主席习近平29日晚…'"""
+    return OWN_LINE.sub("，", sentence)
+
+
 def value_stated(question: str, sentence: str) -> bool:
     """Whether `sentence` holds a value of the kind the question asks for (a date, a number, a
-    person's name as jieba's tagger sees it); True when it asks for none of these.
+    person's name as jieba's tagger sees it), not counting datelines and bylines
+    (`without_own_lines`); True when it asks for none of these.
 
     Usage: ``value_stated("组长是谁？", "督察组组长张兰通报督察报告")`` → True"""
     kind = asked_value(question)
     if kind is None:
         return True
     asked = fold(question)
+    sentence = without_own_lines(sentence)
     if kind in _VALUE_TAGS:
         return any(flag.startswith(_VALUE_TAGS[kind]) and len(word) >= 2 and word not in asked
                    for word, flag in _tags(sentence))
@@ -153,7 +192,8 @@ def slot_terms(question: str) -> list[str]:
                 continue
             w, flag = words[j]
             if (flag.startswith(_SLOT_TAGS) and not flag.startswith(_ENTITY_TAGS) and len(w) >= 2
-                    and w not in _COPULA and not QUESTION_WORD.search(w) and w not in out):
+                    and w not in _COPULA and w not in _ANSWER_FORM and not QUESTION_WORD.search(w)
+                    and w not in out):
                 out.append(w)
     return out
 
@@ -262,6 +302,8 @@ class Answerability:
     asks_list: float = 0.0
     value_coverage: float = 0.0
     joint_missing: float = 1.0
+    top_score: float = 0.0
+    value_near: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:
@@ -272,6 +314,73 @@ class Answerability:
 
     def to_dict(self) -> dict:
         return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+FOCUS_PASSAGES = 3  # the passages whose terms count as "stated" for the `missing` feature
+ANSWER_SENTENCES = 3  # the best sentences, where the asked-for terms and value must stand
+_ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")  # the answerer's list rule
+_CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
+
+
+def clauses(sentence: str) -> list[str]:
+    """The clauses of a sentence (between commas, semicolons, colons and sentence ends).
+
+    Usage: ``clauses("11月29日，衡阳市…大会召开。")`` → ['11月29日', '衡阳市…大会召开']"""
+    return [c.strip() for c in _CLAUSE.findall(sentence) if c.strip()]
+
+
+def value_near(question: str, weights: dict[str, float], sentences: list[str]) -> float:
+    """The largest idf-weighted share of the question's terms stated within one clause holding
+    a value of the asked-for kind and the clauses either side of it: the value must stand next
+    to the subject ('第88位' beside '先进制造业百强市', not beside '营商环境'). Any clause counts
+    when the question asks for no such kind; 0 when no clause holds the value.
+
+    Usage: ``value_near("衡阳排第几位？", {"衡阳": 3.0}, ["衡阳在该榜单中位列第88位。"])`` → 1.0"""
+    best = 0.0
+    for sentence in sentences:
+        parts = clauses(sentence)
+        for i, part in enumerate(parts):
+            if value_stated(question, part):
+                best = max(best, stated_share(weights, "，".join(parts[max(0, i - 1):i + 2])))
+    return best
+
+
+def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vectors) -> Answerability:
+    """The scores the not-found decision is made from, measured on the retrieved `hits` (with
+    `.text`, `.score`, `.citation.headline`) and their candidate `sentences` (best first, with
+    `.text`, `.passage`, `.cos`); `vectors.of(texts)` embeds passage-side texts (`SentenceVectors`),
+    `qvec` is the question's vector and `weights` its terms' idf.
+
+    Usage: ``features = assess(q, weights, hits, sentences, qvec, answerer.vectors)``"""
+    if not sentences:
+        return Answerability()
+    texts = [f"{h.citation.headline or ''} {h.text}" for h in hits]
+    passage_cos = float(np.max(vectors.of([h.text for h in hits]) @ qvec))
+    best = sentences[:ANSWER_SENTENCES]
+    headed = [f"{hits[s.passage].citation.headline or ''} {s.text}" for s in best]
+    near = " ".join(headed)
+    slots, entities = slot_terms(question), entity_terms(question)
+    valued = [t for s, t in zip(best, headed) if value_stated(question, s.text)]
+    stated = [value_stated(question, s.text) for s in best]
+    return Answerability(
+        sentence_cos=max(s.cos for s in sentences), passage_cos=passage_cos,
+        coverage=max(stated_share(weights, t) for t in texts), sentence_coverage=stated_share(weights, near),
+        missing=_heaviest_missing(weights, " ".join(texts[:FOCUS_PASSAGES])),
+        sentence_missing=_heaviest_missing(weights, near),
+        value_missing=0.0 if stated[0] else 0.5 if any(stated) else 1.0,
+        slot_missing=min(missing_share(slots, t) for t in headed),
+        entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
+        sentence_entity_missing=missing_share(entities, near),
+        asks_list=float(bool(_ASKS_LIST.search(question))),
+        value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
+        joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0),
+        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]))
+
+
+def _heaviest_missing(weights: dict[str, float], text: str) -> float:
+    """The weight share of the heaviest question term that `text` does not state."""
+    total = sum(weights.values()) or 1.0
+    return max((w for term, w in weights.items() if not term_present(term, text)), default=0.0) / total
 
 
 @dataclass

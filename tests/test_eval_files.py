@@ -35,11 +35,28 @@ def test_evidence_is_quoted_from_the_named_page(path):
             assert normalize(span) in pages[r["file"]], f"{r['id']}: {span!r} is not on {r['file']}"
 
 
-def test_fresh_questions_are_split_half_and_half_per_kind():
-    rows = _rows(ROOT / "eval" / "fresh.jsonl")
+# file → (at least this many unanswerable, at least this many answerable questions)
+SPLIT_FILES = {"fresh.jsonl": (30, 30), "notfound.jsonl": (40, 20)}
+
+
+@pytest.mark.parametrize("name", sorted(SPLIT_FILES))
+def test_fitted_files_are_split_half_and_half_per_kind(name):
+    rows = _rows(ROOT / "eval" / name)
     kinds = Counter(r["kind"] for r in rows)
-    assert kinds["unanswerable"] >= 30 and sum(kinds.values()) - kinds["unanswerable"] >= 30, kinds
+    least_unanswerable, least_answerable = SPLIT_FILES[name]
+    assert kinds["unanswerable"] >= least_unanswerable, kinds
+    assert sum(kinds.values()) - kinds["unanswerable"] >= least_answerable, kinds
     for kind, n in kinds.items():
         fit = sum(r["split"] == "fit" for r in rows if r["kind"] == kind)
         test = sum(r["split"] == "test" for r in rows if r["kind"] == kind)
         assert fit + test == n and abs(fit - test) <= 1, (kind, fit, test)
+
+
+def test_new_questions_are_new():
+    """A question of one file is not asked again in another (a held-out half stays unseen)."""
+    seen: dict[str, str] = {}
+    for path in FILES:
+        for r in _rows(path):
+            key = normalize(r["question"])
+            assert key not in seen, f"{r['id']} of {path.name} repeats {seen[key]}"
+            seen[key] = f"{r['id']} of {path.name}"
