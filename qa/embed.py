@@ -10,7 +10,7 @@ How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` 
 `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
 fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
 torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, fp32:
-the torch vectors at ~1.6x torch's rate for bulk passages). With the default `auto` on a CPU,
+the torch vectors at ~1.45-1.6x torch's rate for bulk passages). With the default `auto` on a CPU,
 ingest embeds passages with OpenVINO (`load_ingest_embedder`; int8 ONNX where OpenVINO is
 missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
 `Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
@@ -462,7 +462,7 @@ def embed_threads() -> int:
 def ingest_backends(device: str, backend: str) -> list[str]:
     """The backends to try, in order, for embedding passages in bulk (ingest) for a
     `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino' where OpenVINO is installed (fp32, the
-    torch vectors, ≈1.6x torch's rate on an AVX2 CPU), then 'onnx-int8' where ONNX Runtime is
+    torch vectors, ≈1.45-1.6x torch's rate on an AVX2 CPU), then 'onnx-int8' where ONNX Runtime is
     (≈1.35x; cosine ≥ 0.99, same dev ranking when searched with fp32 questions), then the
     query-time 'auto'; `benchmarks/embed_backends.py` measures them. Any other value: itself.
     Questions and answer sentences are always embedded by `load_embedder` ('auto' there is fp32

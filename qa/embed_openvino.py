@@ -3,7 +3,7 @@
 The model is the plain PyTorch ONNX export of `qa.embed_onnx` (transformer + pooling +
 normalization in one graph, no ONNX Runtime fusions), converted once to OpenVINO IR and cached in
 ``$QA_MODEL_CACHE/openvino/<folder>-<fingerprint>``; OpenVINO fuses it at compile time. Same
-vectors as torch fp32 (cosine ≥ 0.9999), at about 0.6 of torch's CPU time per passage on an AVX2
+vectors as torch fp32 (cosine ≥ 0.9999), at 0.6-0.7 of torch's CPU time per passage on an AVX2
 CPU without VNNI, where it also beats ONNX Runtime's dynamic int8 (measured in
 `benchmarks/embed_backends.py`; OpenVINO int8 from NNCF calibration was no faster there).
 It runs `streams` model calls at once, one thread each (OpenVINO's throughput mode): on 2 cores
