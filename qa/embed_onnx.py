@@ -37,10 +37,13 @@ from pathlib import Path
 import numpy as np
 
 EXPORT_VERSION = 2  # bump when the exported graph or the quantization recipe changes
-MODEL_FILES = {"int8": "model_int8.onnx", "fp32": "model_fp32.onnx"}  # variant → file in its cache folder
+# variant → file in its cache folder; "openvino" is the plain export converted for OpenVINO (qa/embed_openvino.py)
+MODEL_FILES = {"int8": "model_int8.onnx", "fp32": "model_fp32.onnx", "openvino": "model_ov.xml"}
 MARKER_FILE = "export.json"
 RECIPES = {"fp32": "torch.onnx → ORT bert fusion",
-           "int8": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed"}
+           "int8": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed",
+           "openvino": "torch.onnx → OpenVINO IR (fp32 weights; OpenVINO fuses at compile time)"}
+RUNTIMES = {"int8": "onnxruntime", "fp32": "onnxruntime", "openvino": "openvino"}  # whose version is in the fingerprint
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -65,10 +68,10 @@ def pooling_mode(folder: Path) -> str:
     return modes[0]
 
 
-def _fingerprint(folder: Path) -> str:
-    import onnxruntime
+def _fingerprint(folder: Path, runtime: str = "onnxruntime") -> str:
+    from importlib.metadata import version
 
-    h = hashlib.sha256(f"{EXPORT_VERSION}|{onnxruntime.__version__}".encode())
+    h = hashlib.sha256(f"{EXPORT_VERSION}|{version(runtime)}".encode())
     for name in ("config.json", "modules.json", "1_Pooling/config.json", *WEIGHT_FILES):
         p = folder / name
         if p.is_file():
@@ -77,12 +80,12 @@ def _fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def onnx_model_dir(folder: Path, cache_dir: Path) -> Path:
-    """Where the export of `folder` is cached in `cache_dir` (whether or not it exists yet).
+def onnx_model_dir(folder: Path, cache_dir: Path, variant: str = "fp32") -> Path:
+    """Where the `variant` export of `folder` is cached in `cache_dir` (whether or not it exists yet).
 
     Usage: ``onnx_model_dir(folder, model_cache_dir() / "onnx-fp32") / MODEL_FILES["fp32"]``
     """
-    return Path(cache_dir) / f"{folder.name}-{_fingerprint(folder)}"
+    return Path(cache_dir) / f"{folder.name}-{_fingerprint(folder, RUNTIMES[variant])}"
 
 
 def ensure_onnx_model(folder: Path, cache_dir: Path, variant: str = "int8") -> Path:
@@ -96,7 +99,7 @@ def ensure_onnx_model(folder: Path, cache_dir: Path, variant: str = "int8") -> P
         raise ValueError(f"ONNX variant must be one of {sorted(MODEL_FILES)}, not {variant!r}")
     folder = Path(folder).absolute()
     pooling_mode(folder)  # refuse unsupported models before paying for an export
-    target = onnx_model_dir(folder, cache_dir)
+    target = onnx_model_dir(folder, cache_dir, variant)
     if (target / MARKER_FILE).is_file():
         return target / MODEL_FILES[variant]
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,14 +126,21 @@ def _export_in_child(folder: Path, target: Path, variant: str) -> None:
 
 def export_onnx(folder: Path, out: Path, variant: str = "int8") -> None:
     """Export `folder` (transformer + pooling + normalize) to ``out/<MODEL_FILES[variant]>``:
-    fused fp32, then for 'int8' quantized. Needs torch, transformers, onnx and onnxruntime; no
-    network. Usage: ``python -m qa.embed_onnx FOLDER OUT [int8|fp32]``
+    fused fp32, then for 'int8' quantized; for 'openvino' the plain export as OpenVINO IR. Needs
+    torch, transformers, onnx and onnxruntime (or openvino); no network.
+    Usage: ``python -m qa.embed_onnx FOLDER OUT [int8|fp32|openvino]``
     """
-    from onnxruntime.transformers.optimizer import optimize_model
-
     mode = pooling_mode(folder)
     raw, fused = out / "raw.onnx", out / "fused.onnx"
     _torch_export(folder, raw, mode)
+    if variant == "openvino":
+        from qa.embed_openvino import convert
+
+        convert(raw, out / MODEL_FILES["openvino"])
+        raw.unlink()
+        return _write_marker(folder, out, mode, variant)
+    from onnxruntime.transformers.optimizer import optimize_model
+
     cfg = json.loads((folder / "config.json").read_text())
     optimize_model(str(raw), model_type="bert", num_heads=cfg["num_attention_heads"],
                    hidden_size=cfg["hidden_size"], opt_level=1).save_model_to_file(str(fused))
@@ -140,6 +150,10 @@ def export_onnx(folder: Path, out: Path, variant: str = "int8") -> None:
         fused.unlink()
     else:
         fused.rename(out / MODEL_FILES["fp32"])
+    _write_marker(folder, out, mode, variant)
+
+
+def _write_marker(folder: Path, out: Path, mode: str, variant: str) -> None:
     (out / MARKER_FILE).write_text(json.dumps({
         "source": str(folder), "export_version": EXPORT_VERSION, "pooling": mode, "variant": variant,
         "recipe": RECIPES[variant],

@@ -92,6 +92,12 @@ def int8(folder):
 
 
 @pytest.fixture(scope="module")
+def ov(folder):
+    """The fp32 OpenVINO embedder (converted on first use, cached beside the model): `auto` ingest on CPU."""
+    return load_embedder(device="cpu", backend="openvino")
+
+
+@pytest.fixture(scope="module")
 def fp32(folder):
     """The fp32 sentence-transformers embedder on CPU: the reference the int8 one must match."""
     return load_embedder(device="cpu", backend="torch")
@@ -326,19 +332,90 @@ def test_int8_vectors_match_fp32_on_every_seed_passage(int8, fp32):
     assert (int8.embed_queries(questions) * fp32.embed_queries(questions)).sum(1).min() >= 0.99
 
 
-def test_auto_embeds_passages_int8_at_ingest_and_questions_fp32():
-    from qa.embed import ingest_backend
+def test_auto_ingests_with_openvino_then_int8_and_embeds_questions_fp32():
+    from qa.embed import ingest_backend, ingest_backends
 
-    assert ingest_backend("cpu", "auto") == "onnx-int8"
-    assert ingest_backend("cuda", "auto") == "auto"  # torch fp16 on a GPU
-    assert ingest_backend("cpu", "torch") == "torch" and ingest_backend("cpu", "onnx-int8") == "onnx-int8"
+    assert ingest_backends("cpu", "auto") == ["openvino", "onnx-int8", "auto"]
+    assert ingest_backend("cpu", "auto") == "openvino"
+    assert ingest_backends("cuda", "auto") == ["auto"]  # torch fp16 on a GPU
+    for explicit in ("torch", "onnx-int8", "onnx-fp32", "openvino"):
+        assert ingest_backends("cpu", explicit) == [explicit]
+    assert load_embedder().backend == "onnx-fp32"  # questions: fp32 ONNX, whatever ingest uses
+
+
+def test_auto_ingest_skips_openvino_when_it_is_not_installed(monkeypatch):
+    """Without the openvino package, `auto` ingests with int8 ONNX, and asking for OpenVINO by
+    name is an error that says what to install."""
+    import sys
+
+    from qa.embed import ingest_backends, make_encoder, resolve_model
+    from qa.embed_openvino import OpenVinoError
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
+    assert ingest_backends("cpu", "auto") == ["onnx-int8", "auto"]
+    with pytest.raises(OpenVinoError, match="pip install openvino"):
+        make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "openvino")
+
+
+@pytest.mark.slow
+def test_openvino_vectors_match_torch_fp32(ov, fp32):
+    """`auto` ingest on CPU: OpenVINO fp32 gives the torch fp32 vectors, from texts and from the
+    ids that ingest's reader processes hand it, whatever the batch."""
+    import pickle
+
+    assert ov.backend == "openvino-fp32" and ov.encoder.batch_invariant
+    texts = _ingest_texts()
+    assert len(texts) >= 100
+    want = fp32.embed_passages(texts)
+    cos = (ov.embed_passages(texts) * want).sum(1)
+    assert cos.min() >= 0.9999, (cos.min(), texts[int(cos.argmin())][:60])
+    tokenizer = pickle.loads(pickle.dumps(ov.passage_tokenizer()))
+    alone = np.stack([ov.embed_passage_ids(tokenizer([t]))[0] for t in texts[:5]])
+    assert (ov.embed_passage_ids(tokenizer(texts))[:5] * alone).sum(1).min() >= 0.9999
+    assert (alone * want[:5]).sum(1).min() >= 0.9999
+
+
+@pytest.mark.slow
+def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, monkeypatch):
+    """A cached OpenVINO model that does not compile is an `OpenVinoError` naming the file; a
+    model no ONNX path can export (max pooling) is refused by OpenVINO and int8 alike, and `auto`
+    ingest then runs the query-time backend (torch for such a model)."""
+    import json
+    import shutil
+
+    from qa.config import get_settings
+    from qa.embed import load_ingest_embedder, make_encoder
+    from qa.embed_onnx import MARKER_FILE, MODEL_FILES, OnnxExportError, onnx_model_dir
+    from qa.embed_openvino import OpenVinoError
+
+    monkeypatch.setenv("QA_MODEL_CACHE", str(tmp_path / "cache"))
+    other = tmp_path / "copy"
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("model.safetensors"))
+    (other / "model.safetensors").symlink_to(folder / "model.safetensors")
+    broken = onnx_model_dir(other, tmp_path / "cache" / "openvino", "openvino")
+    broken.mkdir(parents=True)
+    (broken / MODEL_FILES["openvino"]).write_text("<net>not a model</net>")
+    (broken / MARKER_FILE).write_text("{}")
+    with pytest.raises(OpenVinoError, match="cannot compile"):
+        make_encoder(other, "cpu", "openvino")
+    pool = json.loads((other / "1_Pooling" / "config.json").read_text())
+    pool.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    (other / "1_Pooling" / "config.json").write_text(json.dumps(pool))
+    with pytest.raises(OnnxExportError, match="mean or CLS pooling"):
+        make_encoder(other, "cpu", "openvino")
+    get_settings.cache_clear()
+    try:
+        assert load_ingest_embedder(str(other)).backend == "torch-fp32"
+    finally:
+        get_settings.cache_clear()
 
 
 @pytest.mark.slow
 def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_index, tmp_path, int8):
-    """The seed index is built with `auto` (int8 passage vectors on CPU) and queried with fp32
-    question vectors, as `qa serve` does: dev recall within 0.01 of an index built in fp32. With
-    int8 questions too (the opt-in `onnx-int8`), rank 1 loses one of the 34 questions."""
+    """The seed index is built with `auto` (OpenVINO fp32 passage vectors on CPU) and queried
+    with fp32 question vectors, as `qa serve` does: dev recall within 0.01 of an index built with
+    torch fp32. So is an index of int8 passages (`auto` where OpenVINO is missing); with int8
+    questions too (the opt-in `onnx-int8`), rank 1 loses at most one of the 34 questions."""
     from qa.config import get_settings
     from qa.evaluate import evaluate_retrieval, load_questions
     from qa.index import Archive
@@ -346,23 +423,28 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
     from qa.retrieve import HybridRetriever
     from qa.store import Store
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("QA_EMBED_BACKEND", "torch")
-        get_settings.cache_clear()
-        try:
-            ingest_paths([SEEDS], tmp_path / "fp32", progress=False)
-        finally:
+    for backend in ("torch", "onnx-int8"):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("QA_EMBED_BACKEND", backend)
             get_settings.cache_clear()
+            try:
+                ingest_paths([SEEDS], tmp_path / backend, progress=False)
+            finally:
+                get_settings.cache_clear()
     questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
     query_time = load_embedder(device="cpu", backend="torch")
     assert query_time.backend == "torch-fp32"
-    assert Store.open(seed_index).manifest()["embed_backends"] == "onnx-int8"
-    assert Store.open(tmp_path / "fp32").manifest()["embed_backends"] == "torch-fp32"
+    assert Store.open(seed_index).manifest()["embed_backends"] == "openvino-fp32"
+    assert Store.open(tmp_path / "torch").manifest()["embed_backends"] == "torch-fp32"
+    assert Store.open(tmp_path / "onnx-int8").manifest()["embed_backends"] == "onnx-int8"
     got = {name: evaluate_retrieval(questions, HybridRetriever(Archive(directory), embedder), top_k=5)["overall"]
-           for name, directory, embedder in (("auto", seed_index, query_time), ("int8", seed_index, int8),
-                                             ("fp32", tmp_path / "fp32", query_time))}
+           for name, directory, embedder in (("auto", seed_index, query_time),
+                                             ("int8 passages", tmp_path / "onnx-int8", query_time),
+                                             ("int8", tmp_path / "onnx-int8", int8),
+                                             ("fp32", tmp_path / "torch", query_time))}
     for metric in ("recall@1", "recall@5", "mrr@10"):
         assert got["auto"][metric] >= got["fp32"][metric] - 0.01, got
+        assert got["int8 passages"][metric] >= got["fp32"][metric] - 0.01, got
     assert got["int8"]["recall@5"] >= got["fp32"]["recall@5"] - 0.01, got
     assert got["int8"]["recall@1"] >= got["fp32"]["recall@1"] - 1 / got["fp32"]["n"] - 1e-9, got
 
