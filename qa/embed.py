@@ -461,27 +461,28 @@ def embed_threads() -> int:
 
 def ingest_backends(device: str, backend: str) -> list[str]:
     """The backends to try, in order, for embedding passages in bulk (ingest) for a
-    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino' where OpenVINO is installed (fp32, the
-    torch vectors, ≈1.45-1.6x torch's rate on an AVX2 CPU), then 'onnx-int8' where ONNX Runtime is
-    (≈1.35x; cosine ≥ 0.99, same dev ranking when searched with fp32 questions), then the
+    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'onnx-int8' where ONNX Runtime is installed (≈1.35x
+    torch's rate; cosine ≥ 0.99, same dev ranking when searched with fp32 questions; 118 MB of
+    weights), then 'openvino' (fp32, the torch vectors, ≈1.6x torch's rate on an AVX2 CPU, but
+    ≈470 MB more resident memory, which would take ingest past its 1.5 GB bound: opt-in), then the
     query-time 'auto'; `benchmarks/embed_backends.py` measures them. Any other value: itself.
     Questions and answer sentences are always embedded by `load_embedder` ('auto' there is fp32
     ONNX, or torch fp32, on CPU), so int8 never sees a question.
 
-    Usage: ``ingest_backends("cpu", "auto")  # ['openvino', 'onnx-int8', 'auto']``
+    Usage: ``ingest_backends("cpu", "auto")  # ['onnx-int8', 'openvino', 'auto']``
     """
     if backend != "auto" or device != "cpu":
         return [backend]
     import importlib.util
 
-    tried = ["openvino"] if importlib.util.find_spec("openvino") is not None else []
-    return tried + (["onnx-int8"] if _onnx_runtime_available() else []) + ["auto"]
+    int8 = ["onnx-int8"] if _onnx_runtime_available() else []
+    return int8 + (["openvino"] if importlib.util.find_spec("openvino") is not None else []) + ["auto"]
 
 
 def ingest_backend(device: str, backend: str) -> str:
     """The first of `ingest_backends`: what ingest uses when it loads.
 
-    Usage: ``ingest_backend("cpu", "auto")  # 'openvino'``
+    Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
     """
     return ingest_backends(device, backend)[0]
 

@@ -332,11 +332,11 @@ def test_int8_vectors_match_fp32_on_every_seed_passage(int8, fp32):
     assert (int8.embed_queries(questions) * fp32.embed_queries(questions)).sum(1).min() >= 0.99
 
 
-def test_auto_ingests_with_openvino_then_int8_and_embeds_questions_fp32():
+def test_auto_ingests_with_int8_then_openvino_and_embeds_questions_fp32():
     from qa.embed import ingest_backend, ingest_backends
 
-    assert ingest_backends("cpu", "auto") == ["openvino", "onnx-int8", "auto"]
-    assert ingest_backend("cpu", "auto") == "openvino"
+    assert ingest_backends("cpu", "auto") == ["onnx-int8", "openvino", "auto"]
+    assert ingest_backend("cpu", "auto") == "onnx-int8"
     assert ingest_backends("cuda", "auto") == ["auto"]  # torch fp16 on a GPU
     for explicit in ("torch", "onnx-int8", "onnx-fp32", "openvino"):
         assert ingest_backends("cpu", explicit) == [explicit]
@@ -344,8 +344,8 @@ def test_auto_ingests_with_openvino_then_int8_and_embeds_questions_fp32():
 
 
 def test_auto_ingest_skips_openvino_when_it_is_not_installed(monkeypatch):
-    """Without the openvino package, `auto` ingests with int8 ONNX, and asking for OpenVINO by
-    name is an error that says what to install."""
+    """Without the openvino package, `auto` has no OpenVINO to fall back on, and asking for
+    OpenVINO by name is an error that says what to install."""
     import sys
 
     from qa.embed import ingest_backends, make_encoder, resolve_model
@@ -412,10 +412,10 @@ def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, 
 
 @pytest.mark.slow
 def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_index, tmp_path, int8):
-    """The seed index is built with `auto` (OpenVINO fp32 passage vectors on CPU) and queried
-    with fp32 question vectors, as `qa serve` does: dev recall within 0.01 of an index built with
-    torch fp32. So is an index of int8 passages (`auto` where OpenVINO is missing); with int8
-    questions too (the opt-in `onnx-int8`), rank 1 loses at most one of the 34 questions."""
+    """The seed index is built with `auto` (int8 passage vectors on CPU) and queried with fp32
+    question vectors, as `qa serve` does: dev recall within 0.01 of an index built with torch
+    fp32. So is an index of OpenVINO fp32 passages (opt-in); with int8 questions too (the opt-in
+    `onnx-int8`), rank 1 loses at most one of the 34 questions."""
     from qa.config import get_settings
     from qa.evaluate import evaluate_retrieval, load_questions
     from qa.index import Archive
@@ -423,7 +423,7 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
     from qa.retrieve import HybridRetriever
     from qa.store import Store
 
-    for backend in ("torch", "onnx-int8"):
+    for backend in ("torch", "openvino"):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("QA_EMBED_BACKEND", backend)
             get_settings.cache_clear()
@@ -434,17 +434,17 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
     questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
     query_time = load_embedder(device="cpu", backend="torch")
     assert query_time.backend == "torch-fp32"
-    assert Store.open(seed_index).manifest()["embed_backends"] == "openvino-fp32"
+    assert Store.open(seed_index).manifest()["embed_backends"] == "onnx-int8"
     assert Store.open(tmp_path / "torch").manifest()["embed_backends"] == "torch-fp32"
-    assert Store.open(tmp_path / "onnx-int8").manifest()["embed_backends"] == "onnx-int8"
+    assert Store.open(tmp_path / "openvino").manifest()["embed_backends"] == "openvino-fp32"
     got = {name: evaluate_retrieval(questions, HybridRetriever(Archive(directory), embedder), top_k=5)["overall"]
            for name, directory, embedder in (("auto", seed_index, query_time),
-                                             ("int8 passages", tmp_path / "onnx-int8", query_time),
-                                             ("int8", tmp_path / "onnx-int8", int8),
+                                             ("openvino passages", tmp_path / "openvino", query_time),
+                                             ("int8", seed_index, int8),
                                              ("fp32", tmp_path / "torch", query_time))}
     for metric in ("recall@1", "recall@5", "mrr@10"):
         assert got["auto"][metric] >= got["fp32"][metric] - 0.01, got
-        assert got["int8 passages"][metric] >= got["fp32"][metric] - 0.01, got
+        assert got["openvino passages"][metric] >= got["fp32"][metric] - 0.01, got
     assert got["int8"]["recall@5"] >= got["fp32"]["recall@5"] - 0.01, got
     assert got["int8"]["recall@1"] >= got["fp32"]["recall@1"] - 1 / got["fp32"]["n"] - 1e-9, got
 
