@@ -167,6 +167,11 @@ def recall_vs_exact_scan(snap, queries: np.ndarray) -> float:
     return hits / (10 * len(queries))
 
 
+def has_page(archive: Archive, k: int) -> bool:
+    """Whether synthetic page `k` is in the archive (a --reuse run may have added or removed it)."""
+    return archive.store.checksum_of(f"/synthetic/syn{k:07d}.txt") is not None
+
+
 def build(archive: Archive, corpus: Corpus, n_pages: int, out: dict) -> None:
     """The bulk load: pages written 200 at a time, then one publish of the search files."""
     t0 = time.perf_counter()
@@ -243,22 +248,26 @@ def main() -> None:
     out["dense_recall_at_10_vs_exact_float"] = round(recall_vs_exact(snap, archive.store, queries, out["passages"]), 4)
 
     writer = Archive(args.index)
+    size_before = snap.size
+    # --reuse runs meet the pages earlier runs added or removed: add 8 pages not there yet, remove one that is
+    new_pages = [k for k in range(n_pages, n_pages + 10_000) if not has_page(writer, k)][:8]
+    gone = next(k for k in range(3, n_pages) if has_page(writer, k))
     t0, c0 = time.perf_counter(), time.process_time()
     with writer.writer():
-        writer.write_pages([corpus.page(n_pages + k) for k in range(8)])
+        writer.write_pages([corpus.page(k) for k in new_pages])
         writer.refresh_derived()
     out["add_a_day_8_pages_s"] = round(time.perf_counter() - t0, 2)  # vectors given: no embedding in it
     out["add_a_day_cpu_s"] = round(time.process_time() - c0, 2)
     t0, c0 = time.perf_counter(), time.process_time()
     with writer.writer():
-        writer.remove_page("syn0000003")
+        writer.remove_page(f"syn{gone:07d}")
         writer.refresh_derived()
     out["remove_a_page_s"] = round(time.perf_counter() - t0, 2)
     out["remove_a_page_cpu_s"] = round(time.process_time() - c0, 2)
     t0 = time.perf_counter()
     snap2 = server.snapshot()
     out["server_reload_after_add_s"] = round(time.perf_counter() - t0, 3)
-    assert snap2.size == out["passages"] + 7 * PER_PAGE
+    assert snap2.size == size_before + 7 * PER_PAGE, (snap2.size, size_before)
 
     disk = disk_bytes(args.index)
     n = snap2.size
