@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
-from qa.answerability import QUESTION_WORD, Answerability, NotFoundModel, assess, value_stated
+from qa.answerability import ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, assess, value_stated
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -87,8 +87,7 @@ _ASKS_CONTENT = re.compile(r"(?:讲|说|谈|提出|强调|指出|要求|讨论|�
 LIST_POOL = 40  # passages retrieved to find the articles of the issue
 LIST_MARGIN = 0.02  # fitted on the list questions of the fit half
 MAX_LIST_ITEMS = 6
-# "哪些 / 分别 / 都有什么 / 几…分别是": the question asks for several items.
-_ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")
+# A question asks for several items when `ASKS_LIST` (哪些 / 分别 / 都有什么 / 哪几) matches it.
 _ENDS = "。！？!?；;…"
 _CLAUSE = re.compile(r"[^，,；;：:]+[，,；;：:]?")
 
@@ -280,7 +279,7 @@ class Answerer:
         confidence = self.model.probability(features)
         if not sentences or confidence < self.model.threshold:
             result = not_found(query, hits)
-        elif _ASKS_LIST.search(query.question):
+        elif ASKS_LIST.search(query.question):
             result = self._list(query, hits, qvec, weights, sentences, date_from, date_to)
         else:
             result = self._compose(query, hits, sentences)

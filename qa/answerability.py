@@ -318,7 +318,7 @@ class Answerability:
 
 FOCUS_PASSAGES = 3  # the passages whose terms count as "stated" for the `missing` feature
 ANSWER_SENTENCES = 3  # the best sentences, where the asked-for terms and value must stand
-_ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")  # the answerer's list rule
+ASKS_LIST = re.compile(r"哪些|分别|都有(什么|哪)|哪几")  # the answerer's list rule (qa.answer uses this one)
 _CLAUSE = re.compile(r"[^，,；;：:。！？!?]+")
 
 
@@ -371,7 +371,7 @@ def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vect
         slot_missing=min(missing_share(slots, t) for t in headed),
         entity_missing=missing_share(entities, " ".join(texts[:FOCUS_PASSAGES])),
         sentence_entity_missing=missing_share(entities, near),
-        asks_list=float(bool(_ASKS_LIST.search(question))),
+        asks_list=float(bool(ASKS_LIST.search(question))),
         value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
         joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0),
         top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]))
