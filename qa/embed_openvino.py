@@ -5,7 +5,9 @@ normalization in one graph, no ONNX Runtime fusions), converted once to OpenVINO
 ``$QA_MODEL_CACHE/openvino/<folder>-<fingerprint>``; OpenVINO fuses it at compile time. Same
 vectors as torch fp32 (cosine ≥ 0.9999), at 0.6-0.7 of torch's CPU time per passage on an AVX2
 CPU without VNNI, where it also beats ONNX Runtime's dynamic int8 (measured in
-`benchmarks/embed_backends.py`; OpenVINO int8 from NNCF calibration was no faster there).
+`benchmarks/embed_backends.py`; OpenVINO int8 from NNCF calibration was no faster there). It holds
+the fp32 weights (~470 MB more than int8), which would take ingest past its 1.5 GB bound, so it is
+opt-in (`QA_EMBED_BACKEND=openvino`); `auto` uses it only where ONNX Runtime is missing.
 It runs `streams` model calls at once, one thread each (OpenVINO's throughput mode): on 2 cores
 that costs less CPU per passage than one call on 2 threads, whose threads wait on each other.
 
