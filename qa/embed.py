@@ -10,9 +10,9 @@ How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` 
 `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
 fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
 torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, fp32:
-the torch vectors at ~1.45-1.6x torch's rate for bulk passages). With the default `auto` on a CPU,
-ingest embeds passages with OpenVINO (`load_ingest_embedder`; int8 ONNX where OpenVINO is
-missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
+the torch vectors at ~1.57x torch's rate for bulk passages, but ~470 MB more memory: opt-in). With
+the default `auto` on a CPU, ingest embeds passages with int8 ONNX (`load_ingest_embedder`;
+OpenVINO where ONNX Runtime is missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
 `Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
 from many threads into shared model calls (`MicroBatcher`), and within `Embedder.one_request()`
 embeds a question asked twice (search, then answer scoring) once.

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -68,10 +69,19 @@ def pooling_mode(folder: Path) -> str:
     return modes[0]
 
 
-def _fingerprint(folder: Path, runtime: str = "onnxruntime") -> str:
-    from importlib.metadata import version
+def _runtime_version(runtime: str) -> str:
+    """The installed version of `runtime`; the module's own where the distribution has another
+    name (onnxruntime-gpu, onnxruntime-openvino), so such installs still export and cache."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    h = hashlib.sha256(f"{EXPORT_VERSION}|{version(runtime)}".encode())
+    try:
+        return version(runtime)
+    except PackageNotFoundError:
+        return str(getattr(importlib.import_module(runtime), "__version__", "unknown"))
+
+
+def _fingerprint(folder: Path, runtime: str = "onnxruntime") -> str:
+    h = hashlib.sha256(f"{EXPORT_VERSION}|{_runtime_version(runtime)}".encode())
     for name in ("config.json", "modules.json", "1_Pooling/config.json", *WEIGHT_FILES):
         p = folder / name
         if p.is_file():

@@ -576,3 +576,19 @@ def test_int8_export_is_cached_beside_the_model_and_refuses_unknown_pooling(fold
     with pytest.raises(OnnxExportError, match="mean or CLS pooling"):
         make_encoder(other, "cpu", "onnx-int8")
     assert make_encoder(other, "cpu", "auto").backend == "torch-fp32"
+
+
+def test_an_onnx_runtime_under_another_distribution_name_still_fingerprints(monkeypatch):
+    """onnxruntime-gpu and onnxruntime-openvino install the `onnxruntime` module under another
+    distribution name: the export cache then keys on the module's own version instead of failing."""
+    import importlib.metadata
+
+    import onnxruntime
+
+    from qa.embed_onnx import _runtime_version
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert _runtime_version("onnxruntime") == onnxruntime.__version__
