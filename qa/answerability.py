@@ -129,10 +129,11 @@ def asked_value(question: str) -> str | None:
 
 # Where and when a story was filed, and who wrote it, are the paper's own (as its masthead date
 # is): a wire dateline ('新华社北京11月29日电') or a byline ('本报讯（记者 陈润）', '■本报记者 陈润')
-# names no venue, date or person the story reports.
+# names no venue, date or person the story reports. A byline's names stand apart (spaces around
+# them): '本报记者从衡阳市统计局获悉' keeps everything after 本报记者.
 OWN_LINE = re.compile(r"(?:新华社|中新社)[\u4e00-\u9fff]{2,8}?\d{1,2}\s*月\s*\d{1,2}\s*日\s*电"
                       r"|[\u4e00-\u9fff]{0,6}讯\s*[（(][^）)]{0,40}[）)]"
-                      r"|■?\s*本报(?:记者|评论员|通讯员)(?:\s*[\u4e00-\u9fff]{2,4})*")
+                      r"|■?\s*本报(?:记者|评论员|通讯员)(?:\s+[\u4e00-\u9fff]{2,4}(?![\u4e00-\u9fff]))*")
 
 
 def without_own_lines(sentence: str) -> str:

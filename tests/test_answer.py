@@ -264,6 +264,9 @@ NOTFOUND = DEV.parent / "notfound.jsonl"
 def test_datelines_and_bylines_are_the_papers_own_not_an_answer():
     assert without_own_lines("新华社北京11月29日电 国家主席习近平").strip("， ") == "国家主席习近平"
     assert without_own_lines("衡阳日报讯 (全媒体记者 陈润) 12月12日").strip("， ") == "12月12日"
+    assert without_own_lines("■本报记者 胡建军 通讯员 唐兰荣\n衡阳市召开").strip("，\n ") == "衡阳市召开"
+    # a byline's names stand apart; the words after a bare 本报记者 are the story's, kept
+    assert without_own_lines("本报记者从衡阳市统计局获悉今年全市GDP增长").strip("， ") == "从衡阳市统计局获悉今年全市GDP增长"
     # the wire's 北京 and the filing date are no venue and no date of the event asked about
     assert not value_stated("论坛在哪座城市举办？", "新华社北京11月29日电 国家主席出席论坛")
     assert not value_stated("论坛是哪天开幕的？", "新华社北京11月29日电 国家主席出席论坛")
