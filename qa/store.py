@@ -590,23 +590,24 @@ class Store(ABC):
         return _article(r, r["page_text"]) if r else None
 
     def issues_by_id(self, ids: list[str]) -> dict[str, IssueRow]:
-        """Issues by id (those stored), in one statement. Usage: ``store.issues_by_id(["000_72e2"])``"""
-        ids = list(dict.fromkeys(ids))
-        if not ids:
-            return {}
-        rows = self.conn.execute(f"SELECT * FROM issues WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-        return {r["id"]: _issue(r) for r in rows}
+        """Issues by id (those stored), in one statement (per 900). Usage: ``store.issues_by_id(["000_72e2"])``"""
+        return {r["id"]: _issue(r) for r in self._rows_in("SELECT * FROM issues WHERE id", ids)}
 
     def articles_by_id(self, ids: list[str]) -> dict[str, ArticleRow]:
         """Articles by id (those stored), bodies rebuilt, in one statement (per 900).
         Usage: ``store.articles_by_id(["000_72e2:a001"])``"""
-        ids, out = list(dict.fromkeys(ids)), {}
-        for k in range(0, len(ids), 900):  # one statement up to 900 articles
-            part = ids[k:k + 900]
-            rows = self.conn.execute("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
-                                     f"WHERE a.id IN ({','.join('?' * len(part))})", part).fetchall()
-            out.update({r["id"]: _article(r, r["page_text"]) for r in rows})
-        return out
+        rows = self._rows_in("SELECT a.*, i.text AS page_text FROM articles a JOIN issues i ON i.id = a.issue_id "
+                             "WHERE a.id", ids)
+        return {r["id"]: _article(r, r["page_text"]) for r in rows}
+
+    def _rows_in(self, select: str, keys: list) -> list:
+        """The rows of `select` + `IN (keys)` (duplicates dropped), one statement per 900 keys:
+        SQLite's older builds bind at most 999 parameters."""
+        keys, rows = list(dict.fromkeys(keys)), []
+        for k in range(0, len(keys), 900):
+            part = keys[k:k + 900]
+            rows += self.conn.execute(f"{select} IN ({','.join('?' * len(part))})", part).fetchall()
+        return rows
 
     def passages_in_context(self, vec_ids: list[int]) -> tuple[dict[int, PassageRow], dict[str, IssueRow],
                                                               dict[str, ArticleRow]]:
@@ -635,12 +636,8 @@ class Store(ABC):
         articles.update(self.articles_by_id([a for a in needed if a not in articles]))
         out = []
         for r in rows:
-            text = r["text"]
-            if text is None:
-                art = articles.get(r["article_id"])
-                text = art.body[r["body_start"]:r["body_end"]] if art else ""
             out.append(PassageRow(id=r["id"], vec_id=r["vec_id"], issue_id=r["issue_id"], article_id=r["article_id"],
-                                  ordinal=r["ordinal"], text=text, start=r["start"], end=r["end"]))
+                                  ordinal=r["ordinal"], text=_passage_text(r, articles), start=r["start"], end=r["end"]))
         return out
 
     def passages_of_article(self, article_id: str) -> list[PassageRow]:
@@ -675,12 +672,9 @@ class Store(ABC):
 
     def vectors(self, vec_ids: np.ndarray) -> np.ndarray:
         """The stored vectors of `vec_ids` (all stored), in that order, as float32."""
-        blobs: dict[int, bytes] = {}
         ids = [int(v) for v in vec_ids]
-        for k in range(0, len(ids), 900):
-            part = ids[k:k + 900]
-            blobs.update(self.conn.execute(
-                f"SELECT vec_id, embedding FROM passages WHERE vec_id IN ({','.join('?' * len(part))})", part))
+        rows = self._rows_in("SELECT vec_id, embedding FROM passages WHERE vec_id", ids)
+        blobs = {r["vec_id"]: r["embedding"] for r in rows}
         return dequantize([blobs[v] for v in ids])
 
     def iter_index_rows(self, vec_ids: np.ndarray | None = None, batch: int = 2000) -> Iterator[dict]:
@@ -708,13 +702,7 @@ class Store(ABC):
                         return
                     continue
             articles = self.articles_by_id([r["article_id"] for r in rows if r["text"] is None])
-            texts = []
-            for r in rows:
-                if r["text"] is not None:
-                    texts.append(r["text"])
-                    continue
-                art = articles.get(r["article_id"])
-                texts.append(art.body[r["body_start"]:r["body_end"]] if art else "")
+            texts = [_passage_text(r, articles) for r in rows]
             yield {"vec_ids": np.array([r["vec_id"] for r in rows], dtype=np.int64),
                    "vectors": dequantize([r["embedding"] for r in rows]),
                    "dates": [r["date"] for r in rows], "issue_nos": [r["issue_no"] for r in rows],
@@ -747,6 +735,14 @@ class Store(ABC):
     def after_load(self, tx: Any) -> None:
         """Called once after `load_rows` has filled the store: id sequences move past the copied ids."""
 
+
+
+def _passage_text(r: Any, articles: dict[str, ArticleRow]) -> str:
+    """A passage row's text: stored, or (when its spans reproduce it) cut from its article's body."""
+    if r["text"] is not None:
+        return r["text"]
+    art = articles.get(r["article_id"])
+    return art.body[r["body_start"]:r["body_end"]] if art else ""
 
 
 def _issue(r: Any) -> IssueRow:
