@@ -11,9 +11,10 @@ Two steps, because the GPU machine has no network:
   fp16 at several batch sizes over the pages' real passages, then end-to-end ingest of the pages
   with QA_DEVICE=cuda (model already loaded, as in a long-running ingest), and prints one JSON.
 
-    python benchmarks/gpu_embed.py prepare --pages 1000
+    python benchmarks/gpu_embed.py prepare --pages 350
     python benchmarks/gpu_embed.py stages --pages 200     # here, on CPU: ingest minus the model
     bash benchmarks/gpu_embed.sh            # on the GPU machine; JSON also in $OUT/gpu_embed.json
+    bash benchmarks/gpu_serve.sh            # then: qa serve under load there (benchmarks/load.py)
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ MODEL_FILES = ["config.json", "tokenizer_config.json", "special_tokens_map.json"
                "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json"]
 # numpy, scipy, tqdm come with torch + sentence-transformers there: not carried (64 MiB in all)
 WHEELS_NO_DEPS = ["faiss-cpu", "bm25s"]
-WHEELS_WITH_DEPS = ["pydantic-settings"]
+WHEELS_WITH_DEPS = ["pydantic-settings",
+                    # `qa serve` and benchmarks/load.py (gpu_serve.sh)
+                    "fastapi", "uvicorn", "sse-starlette", "httpx", "typer", "pytest"]
 
 
-def prepare(pages: int) -> None:
+def prepare(pages: int, pythons: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from newspages import news_articles, write_pages
@@ -58,8 +61,8 @@ def prepare(pages: int) -> None:
         write_pages(made, news_articles(), pages)
         shutil.make_archive(str(GPU_DIR / "pages"), "gztar", made.parent, made.name)
     wheels = GPU_DIR / "wheels"
-    # wheels for any CPython 3.10-3.13 on x86-64 Linux: faiss-cpu is abi3, pydantic-core is not
-    for py in ("3.10", "3.11", "3.12", "3.13"):
+    # wheels for the GPU machine's CPython on x86-64 Linux: faiss-cpu is abi3, pydantic-core is not
+    for py in pythons:
         for extra, names in ((["--no-deps"], WHEELS_NO_DEPS), ([], WHEELS_WITH_DEPS)):
             subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(wheels), "--only-binary=:all:",
                             "--python-version", py, "--platform", "manylinux_2_28_x86_64",
@@ -276,7 +279,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="step", required=True)
     p = sub.add_parser("prepare")
-    p.add_argument("--pages", type=int, default=1000)
+    p.add_argument("--pages", type=int, default=350, help="about 48 passages each (the carry allows ~350)")
+    p.add_argument("--python", default="3.12", help="the GPU machine's Python versions, comma-separated "
+                   "(3.12 there in 2026-11; each more adds ~2 MiB)")
+    sub.add_parser("model", help="on the GPU machine: make the random-weight model folder, print its path")
     st = sub.add_parser("stages")
     st.add_argument("--pages", type=int, default=200)
     st.add_argument("--readers", type=int, help="reader processes (default: as ingest chooses)")
@@ -285,7 +291,9 @@ def main() -> None:
     r.add_argument("--batch-sizes", default="256,1024")
     args = ap.parse_args()
     if args.step == "prepare":
-        prepare(args.pages)
+        prepare(args.pages, args.python.split(","))
+    elif args.step == "model":
+        print(random_model(GPU_DIR / "model"))
     elif args.step == "stages":
         stages(args.pages, args.readers)
     else:

@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -112,11 +113,31 @@ def _children(pid: int) -> list[int]:
     return kids + [g for k in kids for g in _children(k)]
 
 
-def warm_up(url: str, questions: list[str]) -> None:
-    with httpx.Client(base_url=url, timeout=300) as http:
-        for q in questions:
-            http.post("/api/search", json={"query": q, "top_k": 5})
-            http.post("/api/ask", json={"question": q})
+def _server_processes(pid: int) -> int:
+    """How many processes answer: uvicorn's worker children, or the one server process."""
+    return len([k for k in _children(pid) if "spawn_main" in _cmdline(k)]) or 1
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def warm_up(url: str, questions: list[str], connections: int = 1) -> None:
+    """Every question once through each endpoint on each of `connections` connections at once:
+    with several server processes, each gets some connections, so every process has loaded
+    lazily and cached answer sentences before anything is measured."""
+
+    def one_connection(_: int) -> None:
+        with httpx.Client(base_url=url, timeout=300) as http:
+            for q in questions:
+                http.post("/api/search", json={"query": q, "top_k": 5})
+                http.post("/api/ask", json={"question": q})
+
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(one_connection, range(connections)))
 
 
 def measured(url: str, clients: int, args, questions: list[str], server_pid: int | None) -> dict:
@@ -143,7 +164,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running server on 127.0.0.1 (default: start one)")
     ap.add_argument("--clients", default="32", help="client counts, comma-separated: 1,32")
-    ap.add_argument("--workers", type=int, default=1, help="qa serve --workers N (for a server started here)")
+    ap.add_argument("--workers", type=int, help="qa serve --workers N for a server started here (default: none "
+                    "given, so the server's own default: QA_WORKERS, else one per 4 cores)")
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--index", type=Path, help="serve a copy of this built index (default: ingest seeds/ afresh)")
     ap.add_argument("--max-requests", type=int, default=100_000)
@@ -158,32 +180,36 @@ def main() -> None:
     else:
         from conftest import LiveServer  # the same launcher the tests use
 
+        from qa.config import get_settings
         from qa.ingest import ingest_paths
 
         index = Path(tempfile.mkdtemp(prefix="qa-load-")) / "index"
         if args.index:
             shutil.copytree(args.index, index)
         else:
-            ingest_paths([ROOT / "seeds"], index, progress=False)
-        workers = ("--workers", str(args.workers)) if args.workers > 1 else ()
+            ingest_paths([ROOT / "seeds"], index, embed_model=get_settings().embed_model, progress=False)
+        workers = ("--workers", str(args.workers)) if args.workers else ()
         server = LiveServer(index, log_path=index.parent / "server.log", args=workers).wait()
         url = server.url
     counts = [int(c) for c in str(args.clients).split(",")]
     try:
-        if server:  # every question once through each endpoint first: lazy loads and the
-            warm_up(url, questions)  # answer-sentence cache are not what is measured
+        processes = _server_processes(server.proc.pid) if server else None
+        if server:  # every question through each endpoint first: lazy loads and the
+            warm_up(url, questions, 4 * processes)  # answer-sentence cache are not what is measured
         reports = [measured(url, c, args, questions, server.proc.pid if server else None) for c in counts]
     finally:
         if server:
             server.stop()
-    out = reports[0] if len(reports) == 1 else {"workers": args.workers, "runs": reports}
+    out = reports[0] if len(reports) == 1 else {"workers": args.workers or f"default ({processes or '?'} processes)",
+                                                 "runs": reports}
     if len(reports) > 1:
         out["throughput_ratio"] = round(reports[-1]["requests_per_s"] / reports[0]["requests_per_s"], 2)
         last = reports[-1]
         if "server_cpu_ms_per_request" in last and reports[0]["all"]["mean_ms"]:
             cpu = last["server_cpu_ms_per_request"] + last["client_cpu_ms_per_request"]
             out["ratio_bound_by_cpu"] = round(reports[0]["all"]["mean_ms"] * (os.cpu_count() or 1) / cpu, 2)
-    out["rerun"] = f"python benchmarks/load.py --clients {args.clients} --workers {args.workers} --seconds {args.seconds:g}"
+    flag = f" --workers {args.workers}" if args.workers else ""
+    out["rerun"] = f"python benchmarks/load.py --clients {args.clients}{flag} --seconds {args.seconds:g}"
     print(json.dumps(out, ensure_ascii=False, indent=2))
 
 

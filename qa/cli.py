@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import typer
 
-from qa.config import Settings, get_settings
+from qa.config import Settings, get_settings, serve_workers
 from qa.validate import TOP_K_MAX, TOP_K_MIN, check_date, check_date_range, check_issue
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -466,7 +466,8 @@ def ask(
 def serve(
     host: Optional[str] = typer.Option(None, "--host", help="Default 127.0.0.1 ($QA_HOST)."),
     port: Optional[int] = typer.Option(None, "--port", help="Default 8000 ($QA_PORT)."),
-    workers: int = typer.Option(1, "--workers", min=1, help="Server processes; each loads the model (~0.8 GB)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes; each loads the model "
+                                          "(~0.8 GB). Default $QA_WORKERS, else one per 4 cores (1 on a small machine)."),
     seed: bool = typer.Option(False, "--seed", help="Build a missing or empty index from seeds/ ($QA_SEEDS_DIR) "
                                                      "first; the default ./index gets this anyway."),
     index: Optional[Path] = IndexOpt,
@@ -475,6 +476,7 @@ def serve(
     (index, port) is checked before the model loads."""
     settings = get_settings().model_copy(update={"index_dir": _index_dir(index)})
     host, port = host or settings.host, port or settings.port
+    workers = workers or serve_workers(settings)
     _check_index_to_serve(settings, seed or settings.index_dir == Settings.model_fields["index_dir"].default)
     _check_port_free(host, port)
     if not _has_pages(settings.index_dir):

@@ -8,6 +8,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int | None = Field(
+        None, ge=1, description="qa serve processes (--workers overrides); unset = one per 4 cores, at most 8 "
+        "and one per 2 GiB of memory (each loads the model), and 1 with Milvus Lite (one process at a time)."
+    )
     api_key: str | None = Field(None, description="When set, /api/* and /v1/* require 'Authorization: Bearer KEY'.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = closed.")
     max_question_chars: int = 2000
@@ -66,6 +71,21 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_api_key: str | None = None
     llm_timeout: float = 30.0
+
+
+def serve_workers(settings: Settings) -> int:
+    """How many processes `qa serve` runs: QA_WORKERS, else one per 4 cores (a question's model
+    call uses up to 4 threads well), at most 8 and at most one per 2 GiB of memory; 1 where the
+    search engine allows one process only (Milvus Lite locks its folder).
+
+    Usage: ``serve_workers(get_settings())  # 1 on a 2-core machine, 4 on 16 cores``
+    """
+    if settings.workers:
+        return settings.workers
+    if settings.search_backend == "milvus" and settings.milvus_uri.endswith(".db"):
+        return 1
+    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return max(1, min(8, (os.cpu_count() or 1) // 4, int(memory_gib // 2)))
 
 
 @lru_cache(maxsize=1)

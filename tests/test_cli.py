@@ -202,3 +202,31 @@ def test_eval_through_a_running_server(live_server, tmp_path):
 def test_url_of_a_server_that_is_not_there_is_a_clear_error():
     r = runner.invoke(app, ["search", "衡阳", "--url", "http://127.0.0.1:9"])
     assert r.exit_code == 1 and "cannot reach the server" in r.stderr
+
+
+@pytest.mark.parametrize("cores, memory_gib, expected", [(2, 24, 1), (16, 128, 4), (64, 512, 8), (16, 4, 2)])
+def test_serve_starts_one_process_per_four_cores_within_memory(monkeypatch, cores, memory_gib, expected):
+    """`qa serve` with no --workers (what `make serve` starts): one process per 4 cores, at
+    most 8 and one per 2 GiB of memory; a small machine keeps one process."""
+    import os
+
+    from qa.config import Settings, serve_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": memory_gib * 2**30 // 4096}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    assert serve_workers(Settings()) == expected
+
+
+def test_serve_workers_setting_wins_and_milvus_lite_keeps_one_process(monkeypatch):
+    import os
+
+    from qa.config import Settings, serve_workers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    assert serve_workers(Settings(workers=3)) == 3
+    # Milvus Lite locks its folder: a second process could not open it
+    assert serve_workers(Settings(search_backend="milvus", milvus_uri="milvus.db")) == 1
+    assert serve_workers(Settings(search_backend="milvus", milvus_uri="http://127.0.0.1:19530")) == 8
+    with pytest.raises(ValueError):
+        Settings(workers=0)
