@@ -305,6 +305,8 @@ class Answerability:
     joint_missing: float = 1.0
     top_score: float = 0.0
     value_near: float = 0.0
+    valued_cos: float = 0.0
+    bound_cos: float = 0.0
 
     @classmethod
     def names(cls) -> list[str]:
@@ -375,7 +377,22 @@ def assess(question: str, weights: dict[str, float], hits, sentences, qvec, vect
         asks_list=float(bool(ASKS_LIST.search(question))),
         value_coverage=max((stated_share(weights, t) for t in valued), default=0.0),
         joint_missing=min((missing_share(slots + entities, t) for t in valued), default=1.0),
-        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]))
+        top_score=float(hits[0].score), value_near=value_near(question, weights, [s.text for s in best]),
+        **_bound_cosines(question, hits, sentences, slots))
+
+
+def _bound_cosines(question: str, hits, sentences, slots: list[str]) -> dict[str, float]:
+    """``valued_cos``: the best cosine to the question among all candidate sentences that hold a
+    value of the asked-for kind (`value_stated`); ``bound_cos``: among those that also state every
+    slot term (`slot_terms`, with the sentence's headline). The lowest candidate cosine when none
+    does. Both look past the best few sentences: the sentence that states the value may rank lower."""
+    floor = min(s.cos for s in sentences)
+    valued = [s for s in sorted(sentences, key=lambda s: -s.cos) if value_stated(question, s.text)]
+    bound = (s for s in valued if missing_share(slots, f"{hits[s.passage].citation.headline or ''} {s.text}") == 0)
+    valued_cos = valued[0].cos if valued else floor
+    bound_cos = next(bound, None)
+    bound_cos = bound_cos.cos if bound_cos is not None else floor
+    return {"valued_cos": valued_cos, "bound_cos": bound_cos}
 
 
 def _heaviest_missing(weights: dict[str, float], text: str) -> float:
