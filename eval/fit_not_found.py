@@ -4,8 +4,8 @@ One command after a change to the answerer, the embedding model or the eval file
 
     PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx
 
-runs the answerer over every question of eval/fresh.jsonl, eval/dev.jsonl and eval/notfound.jsonl
-(or the files named), collects the scores it decides from (`qa.answerability.Answerability`),
+runs the answerer over every question of eval/fresh.jsonl, eval/dev.jsonl, eval/notfound.jsonl and
+eval/paraphrase.jsonl (or the files named), collects the scores it decides from (`qa.answerability.Answerability`),
 fits a logistic regression on the questions marked ``"split": "fit"`` (all questions of a file
 without splits), sets the threshold so that at most 5 % of the answerable fit questions are
 wrongly "not found", writes the model and prints, per file and split, precision and recall of
@@ -18,7 +18,9 @@ held-out (``"test"``) questions.
 ``--dump FILE`` also writes every question's features (all of `Answerability`) as JSON;
 ``--from-dump FILE`` refits from such a file without running the answerer (quick, for comparing
 feature sets; the shipped model is refit from a full run); ``--cv K`` prints K-fold
-cross-validated figures inside the fit half for the chosen features.
+cross-validated figures inside the fit half for the chosen features; ``--halvings N`` prints
+held-out figures over N random halvings of all questions (each half fitted, the other scored),
+less noisy than the one fixed split for comparing feature sets.
 """
 
 from __future__ import annotations

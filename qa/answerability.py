@@ -39,6 +39,13 @@ The features (`Answerability`) are measured on the retrieved passages of one que
 - ``value_near``: the largest idf-weighted share of the question's terms within one *clause*
   holding a value of the asked-for kind and the clauses either side of it (`value_near`): the
   value has to stand next to the subject, not elsewhere in a long sentence.
+- ``valued_cos``: the best cosine to the question among *all* candidate sentences that hold a
+  value of the asked-for kind (any sentence when it asks for none), not only the best few: a
+  near-miss page has on-topic sentences, but the one with a date is about something else, so
+  its cosine is lower; a paraphrase shares few words, but the sentence with the value still sits
+  close to it in meaning (the lexical features cannot see that);
+- ``bound_cos``: the same among those that also state every slot term (with their headline):
+  the value stated together with the asked-for relation.
 
 Values are looked for outside the paper's own lines (`without_own_lines`): a wire dateline
 ('新华社北京11月29日电') or a byline names no venue, date or person of the story, just as the
@@ -52,12 +59,13 @@ answerer, the embedding model or the eval files with::
 
     PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx
 
-which runs the answerer over eval/fresh.jsonl, eval/dev.jsonl and eval/notfound.jsonl, fits on
-the ``"split": "fit"`` questions (all of a file without splits), picks the threshold that flags
+which runs the answerer over eval/fresh.jsonl, eval/dev.jsonl, eval/notfound.jsonl and
+eval/paraphrase.jsonl, fits on the ``"split": "fit"`` questions (all of a file without splits), picks the threshold that flags
 the most unanswerable questions while keeping answerable questions wrongly "not found" at or
 below 5 %, writes the JSON and prints the figures per file and split and the trade-off on the
 held-out questions. Which features the model uses is chosen there (`FEATURES`), by
-cross-validation inside the fit half.
+repeated random halvings of all four files (``--halvings``) and cross-validation inside the fit
+half (``--cv``). The fitted threshold is in the JSON (0.456 for the model fitted in issue #11).
 
 Usage::
 
