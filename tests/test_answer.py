@@ -326,4 +326,4 @@ def test_not_found_on_the_held_out_half_of_the_near_misses(notfound_report):
     measured figures (eval/fit_not_found.py prints them), so a regression shows."""
     stats = notfound_report["not_found"]
     assert stats["unanswerable"] == 23
-    assert stats["recall"] >= 0.0 and stats["wrongly_not_found_rate"] <= 0.1, stats
+    assert stats["recall"] >= 0.5 and stats["wrongly_not_found_rate"] <= 0.1, stats  # measured 14/23, 0/14
