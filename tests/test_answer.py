@@ -185,6 +185,27 @@ def test_not_found_model_fits_and_picks_a_threshold_within_the_budget():
     assert set(packaged.weights) <= set(Answerability.names()) and 0 < packaged.threshold < 1
 
 
+def test_the_value_is_looked_for_past_the_best_sentences():
+    """valued_cos: the best cosine of a sentence holding the asked-for value, wherever it ranks;
+    bound_cos: of one that also states the slot ('开幕'); the lowest cosine when none does."""
+    from types import SimpleNamespace as NS
+
+    from qa.answerability import _bound_cosines
+
+    hits = [NS(citation=NS(headline="党代会召开"))]
+    sentences = [NS(text="大会由省委主持，代表们认真审议报告。", passage=0, cos=0.93),
+                 NS(text="大会于11月25日闭幕。", passage=0, cos=0.91),
+                 NS(text="大会于11月22日开幕。", passage=0, cos=0.88),
+                 NS(text="与会代表参观了展览。", passage=0, cos=0.80)]
+    question = "党代会是哪天开幕的？"
+    assert slot_terms(question) == ["开幕"]
+    assert _bound_cosines(question, hits, sentences, ["开幕"]) == {"valued_cos": 0.91, "bound_cos": 0.88}
+    no_opening = [sentences[0], sentences[1], sentences[3]]  # a date, but of the closing
+    assert _bound_cosines(question, hits, no_opening, ["开幕"]) == {"valued_cos": 0.91, "bound_cos": 0.80}
+    no_date = [sentences[0], sentences[3]]
+    assert _bound_cosines(question, hits, no_date, ["开幕"]) == {"valued_cos": 0.80, "bound_cos": 0.80}
+
+
 def test_format_report_prints_overall_last_and_the_trade_off():
     by_kind = {"overall": {"n": 2}, "dated": {"n": 1}, "factoid": {"n": 1}}
     stats = {"precision": 0.8, "recall": 0.9, "wrongly_not_found_rate": 0.05, "flagged": 10, "unanswerable": 9}
@@ -305,4 +326,4 @@ def test_not_found_on_the_held_out_half_of_the_near_misses(notfound_report):
     measured figures (eval/fit_not_found.py prints them), so a regression shows."""
     stats = notfound_report["not_found"]
     assert stats["unanswerable"] == 23
-    assert stats["recall"] >= 0.0 and stats["wrongly_not_found_rate"] <= 0.1, stats
+    assert stats["recall"] >= 0.5 and stats["wrongly_not_found_rate"] <= 0.1, stats  # measured 14/23, 0/14
