@@ -195,7 +195,7 @@ def main() -> None:
     try:
         processes = _server_processes(server.proc.pid) if server else None
         if server:  # every question through each endpoint first: lazy loads and the
-            warm_up(url, questions, 4 * processes)  # answer-sentence cache are not what is measured
+            warm_up(url, questions, 2 * processes)  # answer-sentence cache are not what is measured
         reports = [measured(url, c, args, questions, server.proc.pid if server else None) for c in counts]
     finally:
         if server:
