@@ -103,25 +103,37 @@ def _search_words(block: str) -> list[str]:
     return out
 
 
-_logp: dict[str, float] = {}  # word → log(freq or 1) - log(total), as jieba's `calc` computes it
+# Dictionary entries as `_cut_han` reads them: a word → log(freq) - log(total), as jieba's `calc`
+# computes it; a prefix that is no word → None. Filled as entries are met (at most jieba's FREQ).
+_logp: dict[str, float | None] = {}
+_MISS = object()
 
 
 def _cut_han(s: str) -> list[str]:
     """jieba's ``__cut_DAG`` (precise mode with HMM) of one block, same words: the DAG and the
-    best route in one right-to-left pass, word log-probabilities kept, HMM cuts memoized."""
-    freq, logp = jieba.dt.FREQ, _logp
+    best route in one right-to-left pass, entries' log-probabilities kept, HMM cuts memoized."""
+    freq, logp, get = jieba.dt.FREQ, _logp, _logp.get
+    logtotal = math.log(jieba.dt.total)
     n = len(s)
     score, best = [0.0] * (n + 1), list(range(n))
     for k in range(n - 1, -1, -1):
         top, i, frag = None, k, s[k]
-        while i < n and frag in freq:
-            if freq[frag]:
-                v = (logp.get(frag) or _word_logp(frag)) + score[i + 1]
+        while i < n:
+            lp = get(frag, _MISS)
+            if lp is _MISS:
+                f = freq.get(frag)
+                if f is None:
+                    break
+                lp = logp[frag] = math.log(f) - logtotal if f else None
+            if lp is not None:
+                v = lp + score[i + 1]
                 if top is None or v >= top:  # max((v, i)): ties go to the longer word
                     top, best[k] = v, i
             i += 1
             frag = s[k:i + 1]
-        score[k] = top if top is not None else (logp.get(s[k]) or _word_logp(s[k])) + score[k + 1]
+        if top is None:  # no word starts here: the character alone, log(freq or 1)
+            top = math.log(freq.get(s[k]) or 1) - logtotal + score[k + 1]
+        score[k] = top
     words: list[str] = []
     x, buf = 0, ""
     while x < n:
@@ -137,11 +149,6 @@ def _cut_han(s: str) -> list[str]:
     if buf:
         words.extend(_unknown(buf))
     return words
-
-
-def _word_logp(word: str) -> float:
-    v = _logp[word] = math.log(jieba.dt.FREQ.get(word) or 1) - math.log(jieba.dt.total)
-    return v
 
 
 @lru_cache(maxsize=1 << 14)
