@@ -145,8 +145,9 @@ def _prepare_file(path: Path, source: str, stored_checksum: str | None,
 
 def reader_processes() -> int:
     """Processes that prepare pages: none on a small machine (one thread is enough to stay ahead
-    of a CPU model), several where a GPU embeds faster than one core can tokenize: jieba alone
-    takes ~3 ms of CPU per passage, so 2,000 passages/s need 6+ cores of it. Three cores are
+    of a CPU model), several where a GPU embeds faster than one core can tokenize: a reader
+    spends ~2.5 ms of CPU per passage on a busy 2-core machine (jieba ~1.5, the model's tokenizer
+    ~0.7, parse and chunk ~0.3), so 2,000 passages/s need 5+ cores of it. Three cores are
     left to the writer, the embedder's thread and the collector."""
     cores = os.cpu_count() or 1
     return 0 if cores <= 4 else min(12, cores - 3)

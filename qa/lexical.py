@@ -10,11 +10,13 @@ Usage::
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -47,6 +49,9 @@ def _ensure_jieba() -> None:
         userdict = resources.files("qa") / "data" / "userdict.txt"
         with resources.as_file(userdict) as path:
             jieba.load_userdict(str(path))
+        _logp.clear()  # the dictionary (and its total) is final from here on
+        _block_tokens.cache_clear()
+        _unknown.cache_clear()
         _initialized = True
 
 
@@ -56,18 +61,103 @@ def fold(text: str) -> str:
 
 
 def tokenize(text: str) -> list[str]:
-    """Search-mode jieba tokens of `text`, normalized, without punctuation or stop words.
+    """Search-mode jieba tokens of `text`, normalized, without punctuation or stop words: exactly
+    ``jieba.cut_for_search(fold(text))`` filtered, computed block by block (see `_block_tokens`).
 
     Usage: ``tokenize("衡阳陆港型国家物流枢纽")``
     """
     _ensure_jieba()
-    out = []
-    for tok in jieba.cut_for_search(fold(text)):
-        tok = tok.strip()
-        if not tok or tok in STOP_WORDS or _PUNCT.match(tok):
-            continue
-        out.append(tok)
+    out: list[str] = []
+    for block in _BLOCKS.split(fold(text)):
+        if block:
+            out.extend(_block_tokens(block))
     return out
+
+
+# jieba splits its input at every character outside this class and segments each run (block) on
+# its own, so a text's tokens are its blocks' tokens in order. Passages repeat blocks (the overlap
+# sentence, recurring phrases), so each block's tokens are kept (bounded LRU), and a block not seen
+# before is cut by `_cut_han`, a faster equivalent of jieba's DAG + HMM cut (tests compare both).
+_BLOCKS = jieba.re_han_default
+
+
+@lru_cache(maxsize=1 << 16)
+def _block_tokens(block: str) -> tuple[str, ...]:
+    words = _search_words(block) if _BLOCKS.match(block) else jieba.dt.cut_for_search(block)
+    return tuple(tok for tok in (w.strip() for w in words)
+                 if tok and tok not in STOP_WORDS and not _PUNCT.match(tok))
+
+
+def _search_words(block: str) -> list[str]:
+    """``list(jieba.cut_for_search(block))`` for one block of `_BLOCKS` characters: each word,
+    preceded by its two- and three-character dictionary sub-words."""
+    freq = jieba.dt.FREQ
+    out: list[str] = []
+    for w in _cut_han(block):
+        n = len(w)
+        if n > 2:
+            out.extend(g for g in (w[i:i + 2] for i in range(n - 1)) if freq.get(g))
+        if n > 3:
+            out.extend(g for g in (w[i:i + 3] for i in range(n - 2)) if freq.get(g))
+        out.append(w)
+    return out
+
+
+# Dictionary entries as `_cut_han` reads them: a word → log(freq) - log(total), as jieba's `calc`
+# computes it; a prefix that is no word → None. Filled as entries are met (at most jieba's FREQ).
+_logp: dict[str, float | None] = {}
+_MISS = object()
+
+
+def _cut_han(s: str) -> list[str]:
+    """jieba's ``__cut_DAG`` (precise mode with HMM) of one block, same words: the DAG and the
+    best route in one right-to-left pass, entries' log-probabilities kept, HMM cuts memoized."""
+    freq, logp, get = jieba.dt.FREQ, _logp, _logp.get
+    logtotal = math.log(jieba.dt.total)
+    n = len(s)
+    score, best = [0.0] * (n + 1), list(range(n))
+    for k in range(n - 1, -1, -1):
+        top, i, frag = None, k, s[k]
+        while i < n:
+            lp = get(frag, _MISS)
+            if lp is _MISS:
+                f = freq.get(frag)
+                if f is None:
+                    break
+                lp = logp[frag] = math.log(f) - logtotal if f else None
+            if lp is not None:
+                v = lp + score[i + 1]
+                if top is None or v >= top:  # max((v, i)): ties go to the longer word
+                    top, best[k] = v, i
+            i += 1
+            frag = s[k:i + 1]
+        if top is None:  # no word starts here: the character alone, log(freq or 1)
+            top = math.log(freq.get(s[k]) or 1) - logtotal + score[k + 1]
+        score[k] = top
+    words: list[str] = []
+    x, buf = 0, ""
+    while x < n:
+        y = best[x] + 1
+        if y - x == 1:
+            buf += s[x]
+        else:
+            if buf:
+                words.extend(_unknown(buf))
+                buf = ""
+            words.append(s[x:y])
+        x = y
+    if buf:
+        words.extend(_unknown(buf))
+    return words
+
+
+@lru_cache(maxsize=1 << 14)
+def _unknown(buf: str) -> tuple[str, ...]:
+    """Single characters in a row, as jieba's cut yields them: the HMM's words unless `buf` is a
+    dictionary word (then its characters)."""
+    if len(buf) == 1:
+        return (buf,)
+    return tuple(jieba.finalseg.cut(buf)) if not jieba.dt.FREQ.get(buf) else tuple(buf)
 
 
 def words(text: str) -> list[str]:

@@ -225,9 +225,13 @@ class TermCache:
 
     def lookup(self, terms) -> tuple[dict[str, int], list[str]]:
         """(ids of the terms known here, the terms that are not)."""
-        get, terms = self.ids.get, set(terms)
-        found = {t: i for t in terms if (i := get(t)) is not None}
-        return found, [t for t in terms if t not in found]
+        get, found, unknown = self.ids.get, {}, []
+        for t in set(terms):
+            if (i := get(t)) is None:
+                unknown.append(t)
+            else:
+                found[t] = i
+        return found, unknown
 
     def add(self, ids: dict[str, int]) -> None:
         self.ids.update(ids)
@@ -464,10 +468,11 @@ class Store(ABC):
             part = terms[k:k + 500]
             marks = ",".join("?" * len(part))
             found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
-            new = [(t,) for t in part if t not in found]
-            if add and new:
-                tx.executemany("INSERT INTO terms (term) VALUES (?)", new)
-                found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
+            new = [t for t in part if t not in found]
+            if add and new:  # then the ids of the new terms alone
+                tx.executemany("INSERT INTO terms (term) VALUES (?)", [(t,) for t in new])
+                found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(new))})",
+                                        new).fetchall())
         return found
 
     def remove_page(self, tx: Any, source_or_id: str) -> bool:
