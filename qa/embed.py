@@ -10,7 +10,7 @@ How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` 
 `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
 fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
 torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, bulk
-passages at ~1.6x torch's rate: int8 weights, cosine ≥ 0.9999, about the memory of int8 ONNX; or
+passages at ~1.5x torch's rate: int8 weights, cosine ≥ 0.9999, about the memory of int8 ONNX; or
 fp32, the torch vectors, ~470 MB more: opt-in). With the default `auto` on a CPU, ingest embeds
 passages with int8-weight OpenVINO (`load_ingest_embedder`; int8 ONNX where openvino or nncf is
 missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
@@ -412,7 +412,7 @@ def make_encoder(path: Path, device: str, backend: str, threads: int | None = No
     is installed and the model exports (same vectors as torch fp32, about a third of its CPU time
     per question), else torch (fp32 on CPU, fp16 on CUDA); 'torch'; 'onnx-fp32'; 'onnx-int8'
     (CPU only: ~1.35x fp32 for bulk passages; used for questions too it ranked one dev question in
-    34 lower than fp32); 'openvino-int8' (CPU only: int8 weights on OpenVINO, ~1.6x torch's rate
+    34 lower than fp32); 'openvino-int8' (CPU only: int8 weights on OpenVINO, ~1.5x torch's rate
     for bulk passages, cosine ≥ 0.9999 to fp32: what `auto` ingests with, see `ingest_backends`);
     'openvino' (the same with fp32 weights, ~470 MB more). `threads`: CPU threads per model call
     (None: `embed_threads()`).
@@ -464,8 +464,8 @@ def embed_threads() -> int:
 def ingest_backends(device: str, backend: str) -> list[str]:
     """The backends to try, in order, for embedding passages in bulk (ingest) for a
     `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino-int8' where openvino and nncf are installed
-    (int8 weights, fp32 activations: ≈1.6x torch's rate on an AVX2 CPU, cosine ≥ 0.9999, 119 MB
-    of weights), then 'onnx-int8' where ONNX Runtime is (≈1.35x torch's rate; cosine ≥ 0.99, same
+    (int8 weights, fp32 activations: ≈1.5x torch's rate on an AVX2 CPU, a little faster than int8
+    ONNX, cosine ≥ 0.9999, 119 MB of weights), then 'onnx-int8' where ONNX Runtime is (≈1.35x torch's rate; cosine ≥ 0.99, same
     dev ranking when searched with fp32 questions; 118 MB of weights), then 'openvino' (fp32, the
     torch vectors at the 'openvino-int8' rate, but ≈470 MB more resident memory, which would take
     ingest past its 1.5 GB bound: opt-in otherwise), then the query-time 'auto';
