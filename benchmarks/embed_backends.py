@@ -7,7 +7,9 @@ the figures `ingest_backends` orders the `auto` choice by. Prints one JSON objec
 
 Each backend (and the plain encode) runs in a child process of its own, so that its resident
 memory is its own: `rss_loaded_mb` after the model is loaded and has embedded two passages,
-`peak_rss_mb` the child's peak (the one-time exports run in a grandchild and do not count).
+`peak_rss_mb` the child's peak (the one-time exports run in a grandchild and do not count). Both
+include a second copy of the tokenizer (~270 MB: the passage tokenizer, which ingest runs in its
+reader processes), the same for every backend.
 Each backend embeds the same token ids (`embed_passage_ids`, as ingest does) after that warm-up
 call; CPU time is the child's (all threads), so it holds on a busy machine where wall time does
 not. `cos_min` is the lowest cosine of a passage's vector to the plain fp32 one; `cos_min_seeds`
