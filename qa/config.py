@@ -29,13 +29,14 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
-    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8", "openvino"] = Field(
-        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8 ONNX, "
-        "else fp32 OpenVINO, and "
+    embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8", "openvino", "openvino-int8"] = Field(
+        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8-weight "
+        "OpenVINO, else int8 ONNX, else fp32 OpenVINO, and "
         "questions and answer sentences with fp32 ONNX, torch where ONNX Runtime is missing; on CUDA, torch "
         "fp16), 'torch' (fp32 on CPU, fp16 on CUDA, everywhere), 'onnx-fp32' (CPU, everywhere), "
-        "'onnx-int8' (int8 for questions too; slightly lower dev-set recall) or 'openvino' (fp32 on OpenVINO, "
-        "CPU, everywhere; faster ingest than int8, ~470 MB more memory)."
+        "'onnx-int8' (int8 for questions too; slightly lower dev-set recall), 'openvino-int8' (int8 weights "
+        "on OpenVINO, CPU, everywhere; needs openvino and nncf) or 'openvino' (fp32 on OpenVINO, "
+        "CPU, everywhere; as fast as openvino-int8, ~470 MB more memory)."
     )
     embed_threads: int = Field(
         0, ge=0, description="CPU threads per model call; 0 = OMP_NUM_THREADS if set (qa serve --workers N "

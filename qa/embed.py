@@ -9,10 +9,11 @@ local hub cache: nothing is ever downloaded.
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
 `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
 fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
-torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, fp32:
-the torch vectors at ~1.57x torch's rate for bulk passages, but ~470 MB more memory: opt-in). With
-the default `auto` on a CPU, ingest embeds passages with int8 ONNX (`load_ingest_embedder`;
-OpenVINO where ONNX Runtime is missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
+torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, bulk
+passages at ~1.5x torch's rate: int8 weights, cosine ≥ 0.9999, about the memory of int8 ONNX; or
+fp32, the torch vectors, ~470 MB more: opt-in). With the default `auto` on a CPU, ingest embeds
+passages with int8-weight OpenVINO (`load_ingest_embedder`; int8 ONNX where openvino or nncf is
+missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
 `Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
 from many threads into shared model calls (`MicroBatcher`), and within `Embedder.one_request()`
 embeds a question asked twice (search, then answer scoring) once.
@@ -113,7 +114,7 @@ def _family_prefixes(name: str, configured: dict[str, str]) -> tuple[str, str]:
 class Encoder(Protocol):
     """One way to run a model: texts (prefixes included) → L2-normalized float32 vectors."""
 
-    backend: str  # "onnx-fp32", "onnx-int8", "openvino-fp32", "torch-fp32", "torch-fp16": in the index manifest
+    backend: str  # "onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-int8", "torch-fp32", "torch-fp16": in the index manifest
     device: str  # "cpu" | "cuda"
     batch_size: int  # texts per model call that suits this backend
     dim: int
@@ -403,7 +404,7 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8", "openvino")
+BACKENDS = ("auto", "torch", "onnx-fp32", "onnx-int8", "openvino", "openvino-int8")
 
 
 def make_encoder(path: Path, device: str, backend: str, threads: int | None = None) -> Encoder:
@@ -411,15 +412,16 @@ def make_encoder(path: Path, device: str, backend: str, threads: int | None = No
     is installed and the model exports (same vectors as torch fp32, about a third of its CPU time
     per question), else torch (fp32 on CPU, fp16 on CUDA); 'torch'; 'onnx-fp32'; 'onnx-int8'
     (CPU only: ~1.35x fp32 for bulk passages; used for questions too it ranked one dev question in
-    34 lower than fp32); 'openvino' (CPU only: fp32 on OpenVINO, the torch vectors at ~1.6x torch's
-    rate for bulk passages, what `auto` ingests with, see `ingest_backend`). `threads`: CPU
-    threads per model call (None: `embed_threads()`).
+    34 lower than fp32); 'openvino-int8' (CPU only: int8 weights on OpenVINO, ~1.5x torch's rate
+    for bulk passages, cosine ≥ 0.9999 to fp32: what `auto` ingests with, see `ingest_backends`);
+    'openvino' (the same with fp32 weights, ~470 MB more). `threads`: CPU threads per model call
+    (None: `embed_threads()`).
 
     Usage: ``make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "auto").backend  # 'onnx-fp32'``
     """
     if backend not in BACKENDS:
         raise ValueError(f"embed backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    if (backend.startswith("onnx-") or backend == "openvino") and device != "cpu":
+    if (backend.startswith("onnx-") or backend.startswith("openvino")) and device != "cpu":
         raise DeviceNotAvailableError(f"the {backend} embed backend runs on CPU only; set QA_DEVICE=cpu")
     threads = embed_threads() if threads is None else threads
     if backend == "auto" and device == "cpu" and _onnx_runtime_available():
@@ -429,10 +431,10 @@ def make_encoder(path: Path, device: str, backend: str, threads: int | None = No
             return make_encoder(path, device, "onnx-fp32", threads)
         except OnnxExportError:  # e.g. max pooling: torch runs any sentence-transformers model
             pass
-    if backend == "openvino":
+    if backend.startswith("openvino"):
         from qa.embed_openvino import OpenVinoEncoder
 
-        return OpenVinoEncoder(path, model_cache_dir() / "openvino", threads)
+        return OpenVinoEncoder(path, model_cache_dir() / backend, threads, variant=backend)
     if backend.startswith("onnx-"):
         from qa.embed_onnx import OnnxEncoder
 
@@ -461,28 +463,32 @@ def embed_threads() -> int:
 
 def ingest_backends(device: str, backend: str) -> list[str]:
     """The backends to try, in order, for embedding passages in bulk (ingest) for a
-    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'onnx-int8' where ONNX Runtime is installed (≈1.35x
-    torch's rate; cosine ≥ 0.99, same dev ranking when searched with fp32 questions; 118 MB of
-    weights), then 'openvino' (fp32, the torch vectors, ≈1.6x torch's rate on an AVX2 CPU, but
-    ≈470 MB more resident memory, which would take ingest past its 1.5 GB bound: opt-in), then the
-    query-time 'auto'; `benchmarks/embed_backends.py` measures them. Any other value: itself.
+    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino-int8' where openvino and nncf are installed
+    (int8 weights, fp32 activations: ≈1.5x torch's rate on an AVX2 CPU, a little faster than int8
+    ONNX, cosine ≥ 0.9999, 119 MB of weights), then 'onnx-int8' where ONNX Runtime is (≈1.35x torch's rate; cosine ≥ 0.99, same
+    dev ranking when searched with fp32 questions; 118 MB of weights), then 'openvino' (fp32, the
+    torch vectors at the 'openvino-int8' rate, but ≈470 MB more resident memory, which would take
+    ingest past its 1.5 GB bound: opt-in otherwise), then the query-time 'auto';
+    `benchmarks/embed_backends.py` measures them. Any other value: itself.
     Questions and answer sentences are always embedded by `load_embedder` ('auto' there is fp32
     ONNX, or torch fp32, on CPU), so int8 never sees a question.
 
-    Usage: ``ingest_backends("cpu", "auto")  # ['onnx-int8', 'openvino', 'auto']``
+    Usage: ``ingest_backends("cpu", "auto")  # ['openvino-int8', 'onnx-int8', 'openvino', 'auto']``
     """
     if backend != "auto" or device != "cpu":
         return [backend]
     import importlib.util
 
-    int8 = ["onnx-int8"] if _onnx_runtime_available() else []
-    return int8 + (["openvino"] if importlib.util.find_spec("openvino") is not None else []) + ["auto"]
+    have = {m: importlib.util.find_spec(m) is not None for m in ("openvino", "nncf")}
+    return ((["openvino-int8"] if have["openvino"] and have["nncf"] else [])
+            + (["onnx-int8"] if _onnx_runtime_available() else [])
+            + (["openvino"] if have["openvino"] else []) + ["auto"])
 
 
 def ingest_backend(device: str, backend: str) -> str:
     """The first of `ingest_backends`: what ingest uses when it loads.
 
-    Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
+    Usage: ``ingest_backend("cpu", "auto")  # 'openvino-int8'``
     """
     return ingest_backends(device, backend)[0]
 
@@ -534,8 +540,8 @@ def prepare_embedder(name: str | None = None) -> None:
         return
     from qa.embed_onnx import OnnxExportError, ensure_onnx_model
 
-    variant, folder = {"onnx-int8": ("int8", "onnx-int8"), "openvino": ("openvino", "openvino")}.get(
-        backend, ("fp32", "onnx-fp32"))
+    variant, folder = {"onnx-int8": ("int8", "onnx-int8"), "openvino": ("openvino", "openvino"),
+                       "openvino-int8": ("openvino-int8", "openvino-int8")}.get(backend, ("fp32", "onnx-fp32"))
     try:
         ensure_onnx_model(path, model_cache_dir() / folder, variant)
     except OnnxExportError:

@@ -39,12 +39,16 @@ import numpy as np
 
 EXPORT_VERSION = 2  # bump when the exported graph or the quantization recipe changes
 # variant → file in its cache folder; "openvino" is the plain export converted for OpenVINO (qa/embed_openvino.py)
-MODEL_FILES = {"int8": "model_int8.onnx", "fp32": "model_fp32.onnx", "openvino": "model_ov.xml"}
+MODEL_FILES = {"int8": "model_int8.onnx", "fp32": "model_fp32.onnx", "openvino": "model_ov.xml",
+               "openvino-int8": "model_ov_int8.xml"}
 MARKER_FILE = "export.json"
 RECIPES = {"fp32": "torch.onnx → ORT bert fusion",
            "int8": "torch.onnx → ORT bert fusion → quantize_dynamic QInt8 per-channel MatMul/Attention/Embed",
-           "openvino": "torch.onnx → OpenVINO IR (fp32 weights; OpenVINO fuses at compile time)"}
-RUNTIMES = {"int8": "onnxruntime", "fp32": "onnxruntime", "openvino": "openvino"}  # whose version is in the fingerprint
+           "openvino": "torch.onnx → OpenVINO IR (fp32 weights; OpenVINO fuses at compile time)",
+           "openvino-int8": "torch.onnx → OpenVINO IR → NNCF compress_weights INT8_ASYM per-channel (MatMul + embedding)"}
+# whose versions are in the fingerprint
+RUNTIMES = {"int8": ("onnxruntime",), "fp32": ("onnxruntime",), "openvino": ("openvino",),
+            "openvino-int8": ("openvino", "nncf")}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -80,8 +84,8 @@ def _runtime_version(runtime: str) -> str:
         return str(getattr(importlib.import_module(runtime), "__version__", "unknown"))
 
 
-def _fingerprint(folder: Path, runtime: str = "onnxruntime") -> str:
-    h = hashlib.sha256(f"{EXPORT_VERSION}|{_runtime_version(runtime)}".encode())
+def _fingerprint(folder: Path, runtimes: tuple[str, ...] = ("onnxruntime",)) -> str:
+    h = hashlib.sha256("|".join([str(EXPORT_VERSION), *map(_runtime_version, runtimes)]).encode())
     for name in ("config.json", "modules.json", "1_Pooling/config.json", *WEIGHT_FILES):
         p = folder / name
         if p.is_file():
@@ -136,17 +140,18 @@ def _export_in_child(folder: Path, target: Path, variant: str) -> None:
 
 def export_onnx(folder: Path, out: Path, variant: str = "int8") -> None:
     """Export `folder` (transformer + pooling + normalize) to ``out/<MODEL_FILES[variant]>``:
-    fused fp32, then for 'int8' quantized; for 'openvino' the plain export as OpenVINO IR. Needs
-    torch, transformers, onnx and onnxruntime (or openvino); no network.
-    Usage: ``python -m qa.embed_onnx FOLDER OUT [int8|fp32|openvino]``
+    fused fp32, then for 'int8' quantized; for 'openvino' the plain export as OpenVINO IR, for
+    'openvino-int8' that IR with int8 weights (NNCF). Needs torch, transformers, onnx and
+    onnxruntime (or openvino, and nncf for 'openvino-int8'); no network.
+    Usage: ``python -m qa.embed_onnx FOLDER OUT [int8|fp32|openvino|openvino-int8]``
     """
     mode = pooling_mode(folder)
     raw, fused = out / "raw.onnx", out / "fused.onnx"
     _torch_export(folder, raw, mode)
-    if variant == "openvino":
+    if variant.startswith("openvino"):
         from qa.embed_openvino import convert
 
-        convert(raw, out / MODEL_FILES["openvino"])
+        convert(raw, out / MODEL_FILES[variant], int8_weights=variant == "openvino-int8")
         raw.unlink()
         return _write_marker(folder, out, mode, variant)
     from onnxruntime.transformers.optimizer import optimize_model

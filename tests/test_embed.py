@@ -93,8 +93,14 @@ def int8(folder):
 
 @pytest.fixture(scope="module")
 def ov(folder):
-    """The fp32 OpenVINO embedder (converted on first use, cached beside the model): `auto` ingest on CPU."""
+    """The fp32 OpenVINO embedder (converted on first use, cached beside the model): opt-in."""
     return load_embedder(device="cpu", backend="openvino")
+
+
+@pytest.fixture(scope="module")
+def ov8(folder):
+    """OpenVINO with NNCF int8 weights (made on first use, cached beside the model): `auto` ingest on CPU."""
+    return load_embedder(device="cpu", backend="openvino-int8")
 
 
 @pytest.fixture(scope="module")
@@ -332,13 +338,13 @@ def test_int8_vectors_match_fp32_on_every_seed_passage(int8, fp32):
     assert (int8.embed_queries(questions) * fp32.embed_queries(questions)).sum(1).min() >= 0.99
 
 
-def test_auto_ingests_with_int8_then_openvino_and_embeds_questions_fp32():
+def test_auto_ingests_with_openvino_int8_then_onnx_int8_and_embeds_questions_fp32():
     from qa.embed import ingest_backend, ingest_backends
 
-    assert ingest_backends("cpu", "auto") == ["onnx-int8", "openvino", "auto"]
-    assert ingest_backend("cpu", "auto") == "onnx-int8"
+    assert ingest_backends("cpu", "auto") == ["openvino-int8", "onnx-int8", "openvino", "auto"]
+    assert ingest_backend("cpu", "auto") == "openvino-int8"
     assert ingest_backends("cuda", "auto") == ["auto"]  # torch fp16 on a GPU
-    for explicit in ("torch", "onnx-int8", "onnx-fp32", "openvino"):
+    for explicit in ("torch", "onnx-int8", "onnx-fp32", "openvino", "openvino-int8"):
         assert ingest_backends("cpu", explicit) == [explicit]
     assert load_embedder().backend == "onnx-fp32"  # questions: fp32 ONNX, whatever ingest uses
 
@@ -353,8 +359,46 @@ def test_auto_ingest_skips_openvino_when_it_is_not_installed(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` raises ImportError
     assert ingest_backends("cpu", "auto") == ["onnx-int8", "auto"]
-    with pytest.raises(OpenVinoError, match="pip install openvino"):
-        make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "openvino")
+    for backend in ("openvino", "openvino-int8"):
+        with pytest.raises(OpenVinoError, match="pip install openvino"):
+            make_encoder(resolve_model(DEFAULT_MODEL), "cpu", backend)
+
+
+def test_auto_ingest_skips_openvino_int8_without_nncf(monkeypatch):
+    """Without nncf, `auto` ingests with int8 ONNX, and `openvino-int8` by name says to install it."""
+    import sys
+
+    from qa.embed import ingest_backend, ingest_backends, make_encoder, resolve_model
+    from qa.embed_openvino import OpenVinoError
+
+    monkeypatch.setitem(sys.modules, "nncf", None)
+    assert ingest_backends("cpu", "auto") == ["onnx-int8", "openvino", "auto"]
+    assert ingest_backend("cpu", "auto") == "onnx-int8"
+    with pytest.raises(OpenVinoError, match="pip install nncf"):
+        make_encoder(resolve_model(DEFAULT_MODEL), "cpu", "openvino-int8")
+
+
+@pytest.mark.slow
+def test_openvino_int8_vectors_match_fp32_on_every_seed_passage(ov8, fp32, folder):
+    """`auto` ingest on CPU: OpenVINO with int8 weights (cached beside the model, a quarter of the
+    fp32 size) gives the fp32 vectors to cosine ≥ 0.99 on every seed passage, from texts and from
+    ingest's token ids, whatever the batch."""
+    from qa.embed import model_cache_dir
+    from qa.embed_onnx import MARKER_FILE, onnx_model_dir
+
+    assert ov8.backend == "openvino-int8" and ov8.encoder.batch_invariant
+    cached = onnx_model_dir(folder, model_cache_dir() / "openvino-int8", "openvino-int8")
+    assert "compress_weights" in json.loads((cached / MARKER_FILE).read_text())["recipe"]
+    weights = (cached / "model_ov_int8.bin").stat().st_size
+    assert weights < 0.3 * (folder / "model.safetensors").stat().st_size, weights  # int8, not fp32
+    texts = _ingest_texts()
+    assert len(texts) >= 100
+    want = fp32.embed_passages(texts)
+    cos = (ov8.embed_passages(texts) * want).sum(1)
+    assert cos.min() >= 0.99, (cos.min(), texts[int(cos.argmin())][:60])
+    tokenizer = ov8.passage_tokenizer()
+    alone = np.stack([ov8.embed_passage_ids(tokenizer([t]))[0] for t in texts[:5]])
+    assert (ov8.embed_passage_ids(tokenizer(texts))[:5] * alone).sum(1).min() >= 0.9999
 
 
 @pytest.mark.slow
@@ -401,8 +445,9 @@ def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, 
     pool = json.loads((other / "1_Pooling" / "config.json").read_text())
     pool.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
     (other / "1_Pooling" / "config.json").write_text(json.dumps(pool))
-    with pytest.raises(OnnxExportError, match="mean or CLS pooling"):
-        make_encoder(other, "cpu", "openvino")
+    for backend in ("openvino", "openvino-int8"):
+        with pytest.raises(OnnxExportError, match="mean or CLS pooling"):
+            make_encoder(other, "cpu", backend)
     get_settings.cache_clear()
     try:
         assert load_ingest_embedder(str(other)).backend == "torch-fp32"
@@ -411,11 +456,36 @@ def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, 
 
 
 @pytest.mark.slow
+def test_openvino_int8_that_fails_leaves_auto_ingest_on_onnx_int8(folder, tmp_path, monkeypatch, int8):
+    """An int8-weight OpenVINO model that cannot run here (a cached file that does not compile)
+    is a clear `OpenVinoError` when asked for by name, and `auto` ingest falls back to int8 ONNX."""
+    from qa.config import get_settings
+    from qa.embed import load_ingest_embedder, make_encoder, model_cache_dir
+    from qa.embed_onnx import MARKER_FILE, MODEL_FILES, onnx_model_dir
+    from qa.embed_openvino import OpenVinoError
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "onnx-int8").symlink_to(model_cache_dir() / "onnx-int8")  # exported by `int8`
+    monkeypatch.setenv("QA_MODEL_CACHE", str(tmp_path / "cache"))
+    broken = onnx_model_dir(folder, tmp_path / "cache" / "openvino-int8", "openvino-int8")
+    broken.mkdir(parents=True)
+    (broken / MODEL_FILES["openvino-int8"]).write_text("<net>not a model</net>")
+    (broken / MARKER_FILE).write_text("{}")
+    with pytest.raises(OpenVinoError, match="cannot compile .*model_ov_int8.xml"):
+        make_encoder(folder, "cpu", "openvino-int8")
+    get_settings.cache_clear()
+    try:
+        assert load_ingest_embedder(str(folder)).backend == "onnx-int8"
+    finally:
+        get_settings.cache_clear()
+
+
+@pytest.mark.slow
 def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_index, tmp_path, int8):
-    """The seed index is built with `auto` (int8 passage vectors on CPU) and queried with fp32
-    question vectors, as `qa serve` does: dev recall within 0.01 of an index built with torch
-    fp32. So is an index of OpenVINO fp32 passages (opt-in); with int8 questions too (the opt-in
-    `onnx-int8`), rank 1 loses at most one of the 34 questions."""
+    """The seed index is built with `auto` (passage vectors from int8-weight OpenVINO on CPU) and
+    queried with fp32 question vectors, as `qa serve` does: dev recall within 0.01 of an index
+    built with torch fp32. So is an index of int8 ONNX passages (`auto`'s fallback); with int8
+    questions too (the opt-in `onnx-int8`), rank 1 loses at most one of the 34 questions."""
     from qa.config import get_settings
     from qa.evaluate import evaluate_retrieval, load_questions
     from qa.index import Archive
@@ -423,7 +493,7 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
     from qa.retrieve import HybridRetriever
     from qa.store import Store
 
-    for backend in ("torch", "openvino"):
+    for backend in ("torch", "onnx-int8"):
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("QA_EMBED_BACKEND", backend)
             get_settings.cache_clear()
@@ -434,17 +504,17 @@ def test_auto_keeps_fp32_dev_recall_and_int8_questions_lose_at_most_one(seed_ind
     questions = load_questions(SEEDS.parent / "eval" / "dev.jsonl")
     query_time = load_embedder(device="cpu", backend="torch")
     assert query_time.backend == "torch-fp32"
-    assert Store.open(seed_index).manifest()["embed_backends"] == "onnx-int8"
+    assert Store.open(seed_index).manifest()["embed_backends"] == "openvino-int8"
     assert Store.open(tmp_path / "torch").manifest()["embed_backends"] == "torch-fp32"
-    assert Store.open(tmp_path / "openvino").manifest()["embed_backends"] == "openvino-fp32"
+    assert Store.open(tmp_path / "onnx-int8").manifest()["embed_backends"] == "onnx-int8"
     got = {name: evaluate_retrieval(questions, HybridRetriever(Archive(directory), embedder), top_k=5)["overall"]
            for name, directory, embedder in (("auto", seed_index, query_time),
-                                             ("openvino passages", tmp_path / "openvino", query_time),
-                                             ("int8", seed_index, int8),
+                                             ("int8 passages", tmp_path / "onnx-int8", query_time),
+                                             ("int8", tmp_path / "onnx-int8", int8),
                                              ("fp32", tmp_path / "torch", query_time))}
     for metric in ("recall@1", "recall@5", "mrr@10"):
         assert got["auto"][metric] >= got["fp32"][metric] - 0.01, got
-        assert got["openvino passages"][metric] >= got["fp32"][metric] - 0.01, got
+        assert got["int8 passages"][metric] >= got["fp32"][metric] - 0.01, got
     assert got["int8"]["recall@5"] >= got["fp32"]["recall@5"] - 0.01, got
     assert got["int8"]["recall@1"] >= got["fp32"]["recall@1"] - 1 / got["fp32"]["n"] - 1e-9, got
 

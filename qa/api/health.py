@@ -22,7 +22,8 @@ class Health(BaseModel):
     issues: int = Field(..., description="Pages (issue pages) in the archive.")
     embedder: str = Field(..., description="The embedding model the archive was built with.")
     embed_backend: str = Field(..., description="How this server embeds questions: 'onnx-fp32' (the CPU "
-                               "default), 'torch-fp32', 'torch-fp16' (CUDA), 'onnx-int8' or 'openvino-fp32'.",
+                               "default), 'torch-fp32', 'torch-fp16' (CUDA), 'onnx-int8', 'openvino-int8' or "
+                               "'openvino-fp32'.",
                                examples=["onnx-fp32"])
     embed_requests: int = Field(..., description="Embedding requests this server process has served "
                                 "(questions, answer sentences).")
