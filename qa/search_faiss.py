@@ -18,7 +18,9 @@ under the index folder, so adding or removing a page never rebuilds the archive.
 - ``CURRENT``: the name of the current generation, switched by an atomic rename.
 
 Writing: every page is one store transaction that bumps the manifest's `generation`; its vectors
-and term ids are buffered and flushed into a new segment every `FLUSH_ROWS` passages.
+and term ids are buffered and flushed into a new segment every `FLUSH_ROWS` passages; as soon as
+MERGE_AT unpublished segments of one size tier exist they are merged (so a long ingest's memory
+and its final refresh stay bounded by one segment's work, not by the number of pages).
 `refresh` publishes generation N = the previous generation's segments + the new ones +
 tombstones for passages gone from the store, then merges small segments by size tier (and
 rewrites mostly dead ones): a day's pages cost one small segment, never the archive. A reader (the
@@ -291,6 +293,15 @@ def _single_threaded() -> None:
     if not _SINGLE_THREADED:
         faiss.omp_set_num_threads(1)
         _SINGLE_THREADED = True
+
+
+def _found(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `ids` are in the ascending `sorted_ids`, where they are in it)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool), np.zeros(0, np.int64)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    hit = sorted_ids[at] == ids
+    return hit, at[hit]
 
 
 def segment_ids(base: Path, name: str) -> np.ndarray:
@@ -578,6 +589,22 @@ class _Buffer:
 
 
 
+def _tier_group(names: list[str], counts: dict[str, int]) -> list[str] | None:
+    """The first MERGE_AT (or more) segments of one size tier (live rows within a factor of 4)
+    whose merge fits in one segment (MAX_SEGMENT_ROWS), in order; None when no tier has them."""
+    tiers: dict[int, list[str]] = {}
+    for n in names:
+        tiers.setdefault(int(math.log(max(counts[n], 1), 4)), []).append(n)
+    for members in tiers.values():
+        fitting: list[str] = []
+        for n in members:
+            if sum(counts[m] for m in fitting) + counts[n] <= MAX_SEGMENT_ROWS:
+                fitting.append(n)
+        if len(fitting) >= MERGE_AT:
+            return fitting
+    return None
+
+
 class FaissIndex:
     """The segments under `directory/derived`, derived from `store` (see the module doc); the
     `qa.search.SearchIndex` of the embedded default. `recover` (set by the archive) brings lagging
@@ -618,6 +645,7 @@ class FaissIndex:
         buf.issue_nos.extend(rows.issue_nos)
         if buf.rows >= FLUSH_ROWS:
             self._flush()
+            self._merge_unpublished()
 
     def removed(self, source_or_id: str) -> None:
         """Nothing to do: the next refresh tombstones what left the store."""
@@ -682,11 +710,15 @@ class FaissIndex:
             self._coarse = None  # a quantizer trained afresh on the archive as it is now
         self._flush()
         names = (names or []) + self._unpublished
-        live = self.store.vec_ids()
-        covered = np.concatenate([segment_ids(self.base, n) for n in names] or [np.zeros(0, np.int64)])
-        missing = live[~np.isin(live, covered)]
-        names += self._segments_from_store(missing)
-        alive = {n: np.isin(segment_ids(self.base, n), live) for n in names}
+        live = self.store.vec_ids()  # ascending
+        covered = np.zeros(len(live), bool)
+        alive = {}
+        for n in names:  # one segment's ids at a time: 9 bytes a passage in all, no sort of the archive
+            alive[n], at = _found(live, segment_ids(self.base, n))
+            covered[at] = True
+        for n in self._segments_from_store(live[~covered]):
+            names.append(n)
+            alive[n] = np.ones(len(segment_ids(self.base, n)), bool)
         names = self._compact(names, alive)
         self._publish(gen, names, {n: ~alive[n] for n in names if not alive[n].all()})
         self._unpublished = []
@@ -734,33 +766,36 @@ class FaissIndex:
         seg.save(self.base)
         return seg.name
 
-    def _compact(self, names: list[str], alive: dict[str, np.ndarray]) -> list[str]:
-        """Drop empty segments, rewrite mostly dead ones and those off the shared quantizer, merge
-        MERGE_AT segments of one size tier (sizes within a factor of 4) while the result fits in a segment."""
+    def _compact(self, names: list[str], alive: dict[str, np.ndarray], rewrite: bool = True) -> list[str]:
+        """Drop empty segments, rewrite mostly dead ones and those off the shared quantizer (unless
+        not `rewrite`), merge MERGE_AT segments of one size tier (`_tier_group`). Each merge holds
+        one output segment's rows (at most MAX_SEGMENT_ROWS), whatever the number of segments."""
         names = [n for n in names if alive[n].any()]
-        unshared = self._unshared(names)
+        unshared = self._unshared(names) if rewrite else set()
         while True:
             counts = {n: int(alive[n].sum()) for n in names}
-            group = next(([n] for n in names if counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])
-                          or n in unshared), None)
-            if group is None:
-                tiers: dict[int, list[str]] = {}
-                for n in names:
-                    tiers.setdefault(int(math.log(max(counts[n], 1), 4)), []).append(n)
-                for members in tiers.values():
-                    fitting = []
-                    for n in members:
-                        if sum(counts[m] for m in fitting) + counts[n] <= MAX_SEGMENT_ROWS:
-                            fitting.append(n)
-                    if len(fitting) >= MERGE_AT:
-                        group = fitting
-                        break
+            group = next(([n] for n in names if rewrite and (counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])
+                                                             or n in unshared)), None) or _tier_group(names, counts)
             if group is None:
                 return names
             merged = self._merge(group, alive)
             alive[merged] = np.ones(sum(counts[n] for n in group), bool)
             at = names.index(group[0])
             names = [n for n in names[:at] if n not in group] + [merged] + [n for n in names[at:] if n not in group]
+
+    def _merge_unpublished(self) -> None:
+        """During a long write: merge the unpublished segments as soon as MERGE_AT of one size tier
+        are written (`_compact` without rewrites), and delete the merged ones (no reader knows
+        them), so the final `refresh` is left at most one tier's merges and the disk holds no pile
+        of small segments, however many pages one ingest writes."""
+        if len(self._unpublished) < MERGE_AT:
+            return
+        live = self.store.vec_ids()  # rows replaced or removed since they were flushed are left out
+        alive = {n: _found(live, segment_ids(self.base, n))[0] for n in self._unpublished}
+        before = self._unpublished
+        self._unpublished = self._compact(before, alive, rewrite=False)
+        for gone in set(before) - set(self._unpublished):
+            shutil.rmtree(self.base / f"seg-{gone}", ignore_errors=True)
 
     def _unshared(self, names: list[str]) -> set[str]:
         """Segments not on the archive's shared quantizer (flat ones written before it was trained,

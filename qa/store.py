@@ -666,16 +666,31 @@ class Store(ABC):
 
     # -- what the search files are built from -----------------------------------------------
     def vec_ids(self) -> np.ndarray:
-        """Every stored passage's vec_id, ascending (int64)."""
-        rows = self.conn.execute("SELECT vec_id FROM passages ORDER BY vec_id").fetchall()
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        """Every stored passage's vec_id, ascending (int64), read straight into the array (no
+        list of rows: 8 bytes a passage)."""
+        rows = self.conn.execute("SELECT vec_id FROM passages ORDER BY vec_id")
+        return np.fromiter((r[0] for r in rows), dtype=np.int64)
+
+    VECTOR_CHUNK = 8192  # vectors read (and their rows held) at a time by `vectors`
 
     def vectors(self, vec_ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of `vec_ids` (all stored), in that order, as float32."""
+        """The stored vectors of `vec_ids` (all stored; KeyError otherwise), in that order, as
+        float32: read VECTOR_CHUNK at a time into the result, so reading a segment's vectors holds
+        the result and one chunk's rows.
+
+        Usage: ``store.vectors(np.array([17, 4]))``"""
         ids = [int(v) for v in vec_ids]
-        rows = self._rows_in("SELECT vec_id, embedding FROM passages WHERE vec_id", ids)
-        blobs = {r["vec_id"]: r["embedding"] for r in rows}
-        return dequantize([blobs[v] for v in ids])
+        out = None
+        for k in range(0, len(ids), self.VECTOR_CHUNK):
+            part = ids[k:k + self.VECTOR_CHUNK]
+            rows = self._rows_in("SELECT vec_id, embedding FROM passages WHERE vec_id", part)
+            blobs = {r["vec_id"]: r["embedding"] for r in rows}
+            chunk = dequantize([blobs[v] for v in part])
+            if out is None:
+                out = np.empty((len(ids), chunk.shape[1]), np.float32)
+            out[k:k + len(part)] = chunk
+            del rows, blobs, chunk
+        return out if out is not None else dequantize([])
 
     def iter_index_rows(self, vec_ids: np.ndarray | None = None, batch: int = 2000) -> Iterator[dict]:
         """Passages (all, or those of `vec_ids`) in vec_id order with what the search files need,
