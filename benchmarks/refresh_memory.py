@@ -81,6 +81,7 @@ class Stages:
         self.peaks: dict[str, float] = {}
         self.active: list[str] = []
         self.calls: dict[str, int] = {}
+        self.each: dict[str, list[float]] = {}  # stage → peak RSS of each call
         self._stop = threading.Event()
         threading.Thread(target=self._sample, args=(every,), daemon=True).start()
 
@@ -89,11 +90,13 @@ class Stages:
             rss = _rss()[0]
             for name in list(self.active):
                 self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
+                self.each[name][-1] = max(self.each[name][-1], rss)
 
     def wrap(self, owner, attr: str, name: str) -> None:
         real = getattr(owner, attr)
 
         def wrapped(*a, **kw):
+            self.each.setdefault(name, []).append(_rss()[0])
             self.active.append(name)
             self.calls[name] = self.calls.get(name, 0) + 1
             try:
@@ -101,6 +104,7 @@ class Stages:
             finally:
                 self.active.remove(name)
                 self.peaks[name] = max(self.peaks.get(name, 0.0), _rss()[0])
+                self.each[name][-1] = max(self.each[name][-1], _rss()[0])
 
         setattr(owner, attr, staticmethod(wrapped) if isinstance(owner.__dict__.get(attr), staticmethod)
                 else classmethod(lambda cls, *a, **kw: wrapped(*a, **kw)) if isinstance(owner.__dict__.get(attr), classmethod)
@@ -140,7 +144,8 @@ def run(prepared: Path, model: bool) -> dict:
            "segments_out": len(archive.search._published_names()), "model_loaded": model,
            "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "rss_after_mb": round(rss, 1),
            "refresh_peak_over_before_mb": round(peak - before, 1), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
-           "stage_peak_rss_mb": {k: round(v, 1) for k, v in stages.peaks.items()}, "stage_calls": stages.calls}
+           "stage_peak_rss_mb": {k: round(v, 1) for k, v in stages.peaks.items()}, "stage_calls": stages.calls,
+           "merge_peaks_mb": [round(v) for v in stages.each.get("merge", [])]}
     shutil.rmtree(work, ignore_errors=True)
     return out
 

@@ -109,13 +109,19 @@ class Postings:
     def size(self) -> int:
         return len(self.doc_len)
 
+    FROM_DOCS_BLOCK = 2048  # documents turned into postings at a time by `from_docs`
+
     @classmethod
     def from_docs(cls, docs: list[np.ndarray]) -> "Postings":
-        """Postings of documents given as arrays of term ids (repeats counted).
+        """Postings of documents given as arrays of term ids (repeats counted), FROM_DOCS_BLOCK
+        documents at a time, `merge`d (sorting all a segment's tokens at once took ~70 bytes a token).
         Usage: ``Postings.from_docs([np.array([3, 9, 3]), np.array([9])])``"""
         n = len(docs)
         if n > MAX_SEGMENT_ROWS:
             raise ValueError(f"a segment holds at most {MAX_SEGMENT_ROWS} documents, got {n}")
+        if n > cls.FROM_DOCS_BLOCK:
+            return cls.merge([(cls.from_docs(docs[k:k + cls.FROM_DOCS_BLOCK]), None)
+                              for k in range(0, n, cls.FROM_DOCS_BLOCK)])
         lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n)
         if not lens.sum():
             return cls._of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), lens)

@@ -37,6 +37,7 @@ Usage (through qa.index.Archive, which owns the store and the writer lock)::
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -92,12 +93,13 @@ class Segment:
         return len(self.vec_ids)
 
     @classmethod
-    def build(cls, vec_ids: np.ndarray, vectors: np.ndarray, dates: list, issue_nos: list,
+    def build(cls, vec_ids: np.ndarray, vectors, dates: list, issue_nos: list,
               postings: Postings, coarse: "Coarse | None" = None) -> "Segment":
-        """A new segment; its vectors go into IVF lists of `coarse` when given, else a flat exact index."""
+        """A new segment; its vectors (float32 rows, or the store's `StoredVectors`) go into IVF lists
+        of `coarse` when given, else a flat exact index."""
         table = sorted({n for n in issue_nos if n is not None})
         code = {n: i for i, n in enumerate(table)}
-        index, nprobe = _vector_index(np.ascontiguousarray(vectors, dtype=np.float32), coarse)
+        index, nprobe = _vector_index(vectors, coarse)
         return cls(name=uuid.uuid4().hex[:16], vec_ids=np.asarray(vec_ids, dtype=np.int64),
                    dates=np.array([d if isinstance(d, (int, np.integer)) else _date_int(d) for d in dates],
                                   dtype=np.int32),
@@ -286,6 +288,22 @@ def _mapped(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r").view(np.ndarray)
 
 
+def _trim() -> None:
+    """Hand the heap a merge or flush freed back to the OS (glibc keeps it otherwise, so the next
+    one's arrays would stack on a larger resident set). No-op without glibc."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
+
+
 def _single_threaded() -> None:
     """One query's search gains nothing from OpenMP threads, and on a busy machine waiting for
     them costs ten times the search (measured: 24 ms → 1.5 ms per 16k-vector segment)."""
@@ -309,24 +327,57 @@ def segment_ids(base: Path, name: str) -> np.ndarray:
     return np.load(base / f"seg-{name}" / "vec_ids.npy", mmap_mode="r").view(np.ndarray)
 
 
-def _vector_index(vectors: np.ndarray, coarse: Coarse | None = None) -> tuple[faiss.Index, int]:
-    """8-bit scalar quantized inner-product index: flat (exact) without a coarse quantizer, else
-    IVF lists of `coarse` with its nprobe. Returns (index, nprobe; 0 for flat)."""
+BUILD_CHUNK = 8192  # vectors coded at a time (a multiple of faiss's 4096-query blocks: the same assignment)
+
+
+def _vector_index(vectors, coarse: Coarse | None = None) -> tuple[faiss.Index, int]:
+    """8-bit scalar quantized inner-product index of `vectors` (float32 rows, or `StoredVectors`):
+    flat (exact) without a coarse quantizer, else IVF lists of `coarse` with its nprobe. Returns
+    (index, nprobe; 0 for flat). Trained and filled BUILD_CHUNK rows at a time: the codes are
+    faiss's own `train` + `add` (min/max ranges of the rows, or of their residuals), without a
+    float32 copy of all the rows."""
     n, dim = vectors.shape
+    chunks = [(lo, min(lo + BUILD_CHUNK, n)) for lo in range(0, n, BUILD_CHUNK)]
     if coarse is None:
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         if n:
-            index.train(vectors)
-            index.add(vectors)
+            _set_ranges(index, (np.ascontiguousarray(vectors[lo:hi], dtype=np.float32) for lo, hi in chunks))
+            for lo, hi in chunks:
+                index.add(np.ascontiguousarray(vectors[lo:hi], dtype=np.float32))
         return index, 0
     index = faiss.IndexIVFScalarQuantizer(coarse.index, dim, coarse.nlist, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
     # residuals to the list centroids are coded (tighter 8-bit ranges than the raw vectors); a score is
     # the query's inner product with the centroid (from `Coarse.assign`) plus that with the residual
-    index.train(vectors)
-    index.add(vectors)
+    lists, centroids = np.empty(n, np.int64), np.asarray(coarse.centroids, np.float32)
+
+    def residuals():
+        for lo, hi in chunks:
+            x = np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
+            lists[lo:hi] = coarse.index.assign(x, 1).ravel()
+            yield x - centroids[lists[lo:hi]]
+
+    if n:
+        _set_ranges(index, residuals())
+        for lo, hi in chunks:
+            x = np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
+            index.add_core(hi - lo, faiss.swig_ptr(x), None, faiss.swig_ptr(lists[lo:hi]))
     index.make_direct_map(True)
     return index, coarse.nprobe
+
+
+def _set_ranges(index: faiss.Index, rows) -> None:
+    """Train an 8-bit scalar quantizer as faiss does (RS_minmax: each dimension's min and max over
+    all rows) from rows given a chunk at a time."""
+    lo = hi = None
+    for x in rows:
+        lo = x.min(axis=0) if lo is None else np.minimum(lo, x.min(axis=0))
+        hi = x.max(axis=0) if hi is None else np.maximum(hi, x.max(axis=0))
+    sq = index.sq
+    assert sq.qtype == faiss.ScalarQuantizer.QT_8bit and sq.rangestat == faiss.ScalarQuantizer.RS_minmax \
+        and sq.rangestat_arg == 0
+    faiss.copy_array_to_vector(np.concatenate([lo, hi - lo]).astype(np.float32), sq.trained)
+    index.is_trained = True
 
 
 def _tune_nprobe(index: faiss.Index, vectors: np.ndarray, nlist: int, queries: int = 100) -> int:
@@ -661,9 +712,11 @@ class FaissIndex:
 
     def _flush(self) -> None:
         buf = self._buffer
+        self._buffer = _Buffer()
         if buf.rows:
             self._unpublished.append(self._save_buffer(buf))
-        self._buffer = _Buffer()
+            del buf
+            _trim()
 
     def _coarse_for(self, vectors: np.ndarray) -> Coarse | None:
         """The quantizer new segments go into: the one the published segments use (the newest),
@@ -811,12 +864,15 @@ class FaissIndex:
         keep = [alive[n] for n in group]
         vec_ids = np.concatenate([s.vec_ids[k] for s, k in zip(segs, keep)])
         issue_nos = [n for s, k in zip(segs, keep) for n, kk in zip(s.issue_strings(), k.tolist()) if kk]
-        vectors = self.store.vectors(vec_ids)
-        seg = Segment.build(vec_ids, vectors,
-                            np.concatenate([s.dates[k] for s, k in zip(segs, keep)]).tolist(), issue_nos,
-                            Postings.merge([(s.postings, k) for s, k in zip(segs, keep)]), self._coarse_for(vectors))
+        postings = Postings.merge([(s.postings, k) for s, k in zip(segs, keep)])
+        vectors = self.store.stored_vectors(vec_ids)  # int8: a quarter of float32's memory
+        seg = Segment.build(vec_ids, vectors, np.concatenate([s.dates[k] for s, k in zip(segs, keep)]).tolist(),
+                            issue_nos, postings, self._coarse_for(vectors))
         seg.save(self.base)
-        return seg.name
+        name = seg.name
+        del segs, postings, vectors, seg
+        _trim()
+        return name
 
     def _publish(self, gen: int, names: list[str], dead: dict[str, np.ndarray]) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.base))
