@@ -394,3 +394,31 @@ def test_merging_postings_holds_one_block_beside_the_output(monkeypatch):
     # the output is 3 bytes a posting, a block's work ~40 bytes a posting of the block; concatenating
     # and sorting all postings at once took over 60 bytes a posting
     assert peak < 3 * len(merged.rows) + 60 * Postings.MERGE_BLOCK, peak / len(merged.rows)
+
+
+def test_vectors_coded_a_chunk_at_a_time_are_faiss_train_and_add_exactly():
+    import faiss
+
+    from qa.store import StoredVectors, quantize
+
+    rng = np.random.default_rng(9)
+    n = 2 * index_mod.BUILD_CHUNK + 123  # three chunks
+    v = rng.normal(size=(12, DIM))[rng.integers(0, 12, n)] + 0.4 * rng.normal(size=(n, DIM))
+    raw = np.frombuffer(b"".join(quantize(v / np.linalg.norm(v, axis=1, keepdims=True))), np.uint8).reshape(n, -1)
+    stored = StoredVectors(raw[:, :-4].view(np.int8).copy(), np.ascontiguousarray(raw[:, -4:]).view(np.float32)[:, 0])
+    dense = np.asarray(stored)
+    coarse = index_mod.Coarse(name="t", centroids=dense[:40].copy(), nprobe=8)
+    for c in (None, coarse):
+        ours, _ = index_mod._vector_index(stored, c)
+        if c is None:
+            ref = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ref = faiss.IndexIVFScalarQuantizer(c.index, DIM, c.nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
+        ref.train(dense)
+        ref.add(dense)
+        assert np.array_equal(faiss.vector_to_array(ours.sq.trained), faiss.vector_to_array(ref.sq.trained))
+        if c is not None:
+            ref.make_direct_map(True)
+        rows = np.arange(n)
+        assert np.array_equal(ours.reconstruct_batch(rows), ref.reconstruct_batch(rows))
