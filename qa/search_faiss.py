@@ -841,8 +841,9 @@ class FaissIndex:
         are written (`_compact` without rewrites), and delete the merged ones (no reader knows
         them), so the final `refresh` is left at most one tier's merges and the disk holds no pile
         of small segments, however many pages one ingest writes."""
-        if len(self._unpublished) < MERGE_AT:
-            return
+        sizes = {n: len(segment_ids(self.base, n)) for n in self._unpublished}
+        if _tier_group(self._unpublished, sizes) is None:
+            return  # (sizes bound the live rows; the archive's ids are read only when a tier is full)
         live = self.store.vec_ids()  # rows replaced or removed since they were flushed are left out
         alive = {n: _found(live, segment_ids(self.base, n))[0] for n in self._unpublished}
         before = self._unpublished
