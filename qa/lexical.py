@@ -199,13 +199,19 @@ class Postings:
     def size(self) -> int:
         return len(self.doc_len)
 
+    FROM_DOCS_BLOCK = 2048  # documents turned into postings at a time by `from_docs`
+
     @classmethod
     def from_docs(cls, docs: list[np.ndarray]) -> "Postings":
-        """Postings of documents given as arrays of term ids (repeats counted).
+        """Postings of documents given as arrays of term ids (repeats counted), FROM_DOCS_BLOCK
+        documents at a time, `merge`d (sorting all a segment's tokens at once took ~70 bytes a token).
         Usage: ``Postings.from_docs([np.array([3, 9, 3]), np.array([9])])``"""
         n = len(docs)
         if n > MAX_SEGMENT_ROWS:
             raise ValueError(f"a segment holds at most {MAX_SEGMENT_ROWS} documents, got {n}")
+        if n > cls.FROM_DOCS_BLOCK:
+            return cls.merge([(cls.from_docs(docs[k:k + cls.FROM_DOCS_BLOCK]), None)
+                              for k in range(0, n, cls.FROM_DOCS_BLOCK)])
         lens = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n)
         if not lens.sum():
             return cls._of(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), lens)
@@ -213,24 +219,56 @@ class Postings:
         keys, tfs = np.unique(tokens * n + np.repeat(np.arange(n), lens), return_counts=True)
         return cls._of(keys // n, keys % n, tfs, lens)
 
+    MERGE_BLOCK = 1 << 20  # postings of one part handled at a time by `merge`
+
     @classmethod
     def merge(cls, parts: list[tuple["Postings", np.ndarray | None]]) -> "Postings":
         """One segment's postings from several, keeping the documents each `alive` mask keeps
-        (None = all), renumbered in order."""
-        terms, rows, tfs, lens, offset = [], [], [], [], 0
-        for post, alive in parts:
-            keep = np.ones(post.size, bool) if alive is None else alive
-            renumber = np.cumsum(keep) - 1 + offset
-            t = np.repeat(post.terms.astype(np.int64), np.diff(post.ptr))
-            live = keep[post.rows]
-            terms.append(t[live])
-            rows.append(renumber[post.rows[live]])
-            tfs.append(post.tfs[live])
-            lens.append(post.doc_len[keep])
+        (None = all), renumbered in order. Each part is copied into its place in the output a
+        block of terms at a time (MERGE_BLOCK postings), so besides the output (3 bytes a posting)
+        a merge holds a few arrays of one block, however large the parts.
+
+        Usage: ``Postings.merge([(a, None), (b, alive_b)])``"""
+        keeps = [np.ones(p.size, bool) if alive is None else np.asarray(alive, bool) for p, alive in parts]
+        terms = np.unique(np.concatenate([p.terms for p, _ in parts] or [np.zeros(0, np.int32)]))
+        total = np.zeros(len(terms), np.int64)  # live postings of each term over all parts
+        for (post, _), keep in zip(parts, keeps):
+            for j0, j1, counts, _live in cls._live_blocks(post, keep):
+                total[np.searchsorted(terms, post.terms[j0:j1])] += counts
+        ptr = np.concatenate([[0], np.cumsum(total)]).astype(np.int64)
+        rows, tfs = np.empty(int(ptr[-1]), np.uint16), np.empty(int(ptr[-1]), np.uint8)
+        fill, offset = ptr[:-1].copy(), 0  # where each term's next posting goes
+        for (post, _), keep in zip(parts, keeps):
+            renumber = (np.cumsum(keep, dtype=np.int64) - 1 + offset).astype(np.int32)
+            for j0, j1, counts, live in cls._live_blocks(post, keep):
+                u = np.searchsorted(terms, post.terms[j0:j1])
+                start = fill[u]
+                # a live posting's place: its term's next free slot + its rank among the term's live ones
+                first = np.cumsum(counts) - counts
+                dest = np.repeat(start - first, counts) + np.arange(int(counts.sum()), dtype=np.int64)
+                lo = int(post.ptr[j0])
+                at = np.flatnonzero(live) + lo
+                rows[dest] = renumber[post.rows[at]]
+                tfs[dest] = post.tfs[at]
+                fill[u] += counts
             offset += int(keep.sum())
-        t, r = np.concatenate(terms), np.concatenate(rows)
-        order = np.lexsort((r, t))
-        return cls._of(t[order], r[order], np.concatenate(tfs)[order], np.concatenate(lens))
+        used = total > 0
+        lens = np.concatenate([p.doc_len[k] for (p, _), k in zip(parts, keeps)] or [np.zeros(0, np.int32)])
+        return cls(terms[used].astype(np.int32), np.append(ptr[:-1][used], ptr[-1]).astype(np.int64), rows, tfs,
+                   lens.astype(np.int32))
+
+    @classmethod
+    def _live_blocks(cls, post: "Postings", keep: np.ndarray):
+        """(first term, end term, live postings of each term, live mask of their postings) of
+        consecutive blocks of about MERGE_BLOCK postings of `post`."""
+        ptr, j0 = post.ptr, 0
+        while j0 < len(post.terms):
+            j1 = int(np.searchsorted(ptr, ptr[j0] + cls.MERGE_BLOCK, side="right")) - 1
+            j1 = min(max(j1, j0 + 1), len(post.terms))
+            live = keep[post.rows[int(ptr[j0]):int(ptr[j1])]]
+            c = np.concatenate([[0], np.cumsum(live, dtype=np.int64)])
+            yield j0, j1, c[ptr[j0 + 1:j1 + 1] - ptr[j0]] - c[ptr[j0:j1] - ptr[j0]], live
+            j0 = j1
 
     @classmethod
     def _of(cls, terms: np.ndarray, rows: np.ndarray, tfs: np.ndarray, lens: np.ndarray) -> "Postings":

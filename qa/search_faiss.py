@@ -18,7 +18,9 @@ under the index folder, so adding or removing a page never rebuilds the archive.
 - ``CURRENT``: the name of the current generation, switched by an atomic rename.
 
 Writing: every page is one store transaction that bumps the manifest's `generation`; its vectors
-and term ids are buffered and flushed into a new segment every `FLUSH_ROWS` passages.
+and term ids are buffered and flushed into a new segment every `FLUSH_ROWS` passages; as soon as
+MERGE_AT unpublished segments of one size tier exist they are merged (so a long ingest's memory
+and its final refresh stay bounded by one segment's work, not by the number of pages).
 `refresh` publishes generation N = the previous generation's segments + the new ones +
 tombstones for passages gone from the store, then merges small segments by size tier (and
 rewrites mostly dead ones): a day's pages cost one small segment, never the archive. A reader (the
@@ -35,6 +37,7 @@ Usage (through qa.index.Archive, which owns the store and the writer lock)::
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
@@ -90,12 +93,13 @@ class Segment:
         return len(self.vec_ids)
 
     @classmethod
-    def build(cls, vec_ids: np.ndarray, vectors: np.ndarray, dates: list, issue_nos: list,
+    def build(cls, vec_ids: np.ndarray, vectors, dates: list, issue_nos: list,
               postings: Postings, coarse: "Coarse | None" = None) -> "Segment":
-        """A new segment; its vectors go into IVF lists of `coarse` when given, else a flat exact index."""
+        """A new segment; its vectors (float32 rows, or the store's `StoredVectors`) go into IVF lists
+        of `coarse` when given, else a flat exact index."""
         table = sorted({n for n in issue_nos if n is not None})
         code = {n: i for i, n in enumerate(table)}
-        index, nprobe = _vector_index(np.ascontiguousarray(vectors, dtype=np.float32), coarse)
+        index, nprobe = _vector_index(vectors, coarse)
         return cls(name=uuid.uuid4().hex[:16], vec_ids=np.asarray(vec_ids, dtype=np.int64),
                    dates=np.array([d if isinstance(d, (int, np.integer)) else _date_int(d) for d in dates],
                                   dtype=np.int32),
@@ -284,6 +288,22 @@ def _mapped(path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r").view(np.ndarray)
 
 
+def _trim() -> None:
+    """Hand the heap a merge or flush freed back to the OS (glibc keeps it otherwise, so the next
+    one's arrays would stack on a larger resident set). No-op without glibc."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
+
+
 def _single_threaded() -> None:
     """One query's search gains nothing from OpenMP threads, and on a busy machine waiting for
     them costs ten times the search (measured: 24 ms → 1.5 ms per 16k-vector segment)."""
@@ -293,29 +313,71 @@ def _single_threaded() -> None:
         _SINGLE_THREADED = True
 
 
+def _found(sorted_ids: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which of `ids` are in the ascending `sorted_ids`, where they are in it)."""
+    if not len(sorted_ids):
+        return np.zeros(len(ids), bool), np.zeros(0, np.int64)
+    at = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    hit = sorted_ids[at] == ids
+    return hit, at[hit]
+
+
 def segment_ids(base: Path, name: str) -> np.ndarray:
     """The vec_ids of a saved segment (memory-mapped)."""
     return np.load(base / f"seg-{name}" / "vec_ids.npy", mmap_mode="r").view(np.ndarray)
 
 
-def _vector_index(vectors: np.ndarray, coarse: Coarse | None = None) -> tuple[faiss.Index, int]:
-    """8-bit scalar quantized inner-product index: flat (exact) without a coarse quantizer, else
-    IVF lists of `coarse` with its nprobe. Returns (index, nprobe; 0 for flat)."""
+BUILD_CHUNK = 8192  # vectors coded at a time (a multiple of faiss's 4096-query blocks: the same assignment)
+
+
+def _vector_index(vectors, coarse: Coarse | None = None) -> tuple[faiss.Index, int]:
+    """8-bit scalar quantized inner-product index of `vectors` (float32 rows, or `StoredVectors`):
+    flat (exact) without a coarse quantizer, else IVF lists of `coarse` with its nprobe. Returns
+    (index, nprobe; 0 for flat). Trained and filled BUILD_CHUNK rows at a time: the codes are
+    faiss's own `train` + `add` (min/max ranges of the rows, or of their residuals), without a
+    float32 copy of all the rows."""
     n, dim = vectors.shape
+    chunks = [(lo, min(lo + BUILD_CHUNK, n)) for lo in range(0, n, BUILD_CHUNK)]
     if coarse is None:
         index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         if n:
-            index.train(vectors)
-            index.add(vectors)
+            _set_ranges(index, (np.ascontiguousarray(vectors[lo:hi], dtype=np.float32) for lo, hi in chunks))
+            for lo, hi in chunks:
+                index.add(np.ascontiguousarray(vectors[lo:hi], dtype=np.float32))
         return index, 0
     index = faiss.IndexIVFScalarQuantizer(coarse.index, dim, coarse.nlist, faiss.ScalarQuantizer.QT_8bit,
                                           faiss.METRIC_INNER_PRODUCT)
     # residuals to the list centroids are coded (tighter 8-bit ranges than the raw vectors); a score is
     # the query's inner product with the centroid (from `Coarse.assign`) plus that with the residual
-    index.train(vectors)
-    index.add(vectors)
+    lists, centroids = np.empty(n, np.int64), np.asarray(coarse.centroids, np.float32)
+
+    def residuals():
+        for lo, hi in chunks:
+            x = np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
+            lists[lo:hi] = coarse.index.assign(x, 1).ravel()
+            yield x - centroids[lists[lo:hi]]
+
+    if n:
+        _set_ranges(index, residuals())
+        for lo, hi in chunks:
+            x = np.ascontiguousarray(vectors[lo:hi], dtype=np.float32)
+            index.add_core(hi - lo, faiss.swig_ptr(x), None, faiss.swig_ptr(lists[lo:hi]))
     index.make_direct_map(True)
     return index, coarse.nprobe
+
+
+def _set_ranges(index: faiss.Index, rows) -> None:
+    """Train an 8-bit scalar quantizer as faiss does (RS_minmax: each dimension's min and max over
+    all rows) from rows given a chunk at a time."""
+    lo = hi = None
+    for x in rows:
+        lo = x.min(axis=0) if lo is None else np.minimum(lo, x.min(axis=0))
+        hi = x.max(axis=0) if hi is None else np.maximum(hi, x.max(axis=0))
+    sq = index.sq
+    assert sq.qtype == faiss.ScalarQuantizer.QT_8bit and sq.rangestat == faiss.ScalarQuantizer.RS_minmax \
+        and sq.rangestat_arg == 0
+    faiss.copy_array_to_vector(np.concatenate([lo, hi - lo]).astype(np.float32), sq.trained)
+    index.is_trained = True
 
 
 def _tune_nprobe(index: faiss.Index, vectors: np.ndarray, nlist: int, queries: int = 100) -> int:
@@ -578,6 +640,22 @@ class _Buffer:
 
 
 
+def _tier_group(names: list[str], counts: dict[str, int]) -> list[str] | None:
+    """The first MERGE_AT (or more) segments of one size tier (live rows within a factor of 4)
+    whose merge fits in one segment (MAX_SEGMENT_ROWS), in order; None when no tier has them."""
+    tiers: dict[int, list[str]] = {}
+    for n in names:
+        tiers.setdefault(int(math.log(max(counts[n], 1), 4)), []).append(n)
+    for members in tiers.values():
+        fitting: list[str] = []
+        for n in members:
+            if sum(counts[m] for m in fitting) + counts[n] <= MAX_SEGMENT_ROWS:
+                fitting.append(n)
+        if len(fitting) >= MERGE_AT:
+            return fitting
+    return None
+
+
 class FaissIndex:
     """The segments under `directory/derived`, derived from `store` (see the module doc); the
     `qa.search.SearchIndex` of the embedded default. `recover` (set by the archive) brings lagging
@@ -618,6 +696,7 @@ class FaissIndex:
         buf.issue_nos.extend(rows.issue_nos)
         if buf.rows >= FLUSH_ROWS:
             self._flush()
+            self._merge_unpublished()
 
     def removed(self, source_or_id: str) -> None:
         """Nothing to do: the next refresh tombstones what left the store."""
@@ -633,9 +712,11 @@ class FaissIndex:
 
     def _flush(self) -> None:
         buf = self._buffer
+        self._buffer = _Buffer()
         if buf.rows:
             self._unpublished.append(self._save_buffer(buf))
-        self._buffer = _Buffer()
+            del buf
+            _trim()
 
     def _coarse_for(self, vectors: np.ndarray) -> Coarse | None:
         """The quantizer new segments go into: the one the published segments use (the newest),
@@ -682,11 +763,15 @@ class FaissIndex:
             self._coarse = None  # a quantizer trained afresh on the archive as it is now
         self._flush()
         names = (names or []) + self._unpublished
-        live = self.store.vec_ids()
-        covered = np.concatenate([segment_ids(self.base, n) for n in names] or [np.zeros(0, np.int64)])
-        missing = live[~np.isin(live, covered)]
-        names += self._segments_from_store(missing)
-        alive = {n: np.isin(segment_ids(self.base, n), live) for n in names}
+        live = self.store.vec_ids()  # ascending
+        covered = np.zeros(len(live), bool)
+        alive = {}
+        for n in names:  # one segment's ids at a time: 9 bytes a passage in all, no sort of the archive
+            alive[n], at = _found(live, segment_ids(self.base, n))
+            covered[at] = True
+        for n in self._segments_from_store(live[~covered]):
+            names.append(n)
+            alive[n] = np.ones(len(segment_ids(self.base, n)), bool)
         names = self._compact(names, alive)
         self._publish(gen, names, {n: ~alive[n] for n in names if not alive[n].all()})
         self._unpublished = []
@@ -734,33 +819,37 @@ class FaissIndex:
         seg.save(self.base)
         return seg.name
 
-    def _compact(self, names: list[str], alive: dict[str, np.ndarray]) -> list[str]:
-        """Drop empty segments, rewrite mostly dead ones and those off the shared quantizer, merge
-        MERGE_AT segments of one size tier (sizes within a factor of 4) while the result fits in a segment."""
+    def _compact(self, names: list[str], alive: dict[str, np.ndarray], rewrite: bool = True) -> list[str]:
+        """Drop empty segments, rewrite mostly dead ones and those off the shared quantizer (unless
+        not `rewrite`), merge MERGE_AT segments of one size tier (`_tier_group`). Each merge holds
+        one output segment's rows (at most MAX_SEGMENT_ROWS), whatever the number of segments."""
         names = [n for n in names if alive[n].any()]
-        unshared = self._unshared(names)
+        unshared = self._unshared(names) if rewrite else set()
         while True:
             counts = {n: int(alive[n].sum()) for n in names}
-            group = next(([n] for n in names if counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])
-                          or n in unshared), None)
-            if group is None:
-                tiers: dict[int, list[str]] = {}
-                for n in names:
-                    tiers.setdefault(int(math.log(max(counts[n], 1), 4)), []).append(n)
-                for members in tiers.values():
-                    fitting = []
-                    for n in members:
-                        if sum(counts[m] for m in fitting) + counts[n] <= MAX_SEGMENT_ROWS:
-                            fitting.append(n)
-                    if len(fitting) >= MERGE_AT:
-                        group = fitting
-                        break
+            group = next(([n] for n in names if rewrite and (counts[n] < (1 - MAX_DEAD_SHARE) * len(alive[n])
+                                                             or n in unshared)), None) or _tier_group(names, counts)
             if group is None:
                 return names
             merged = self._merge(group, alive)
             alive[merged] = np.ones(sum(counts[n] for n in group), bool)
             at = names.index(group[0])
             names = [n for n in names[:at] if n not in group] + [merged] + [n for n in names[at:] if n not in group]
+
+    def _merge_unpublished(self) -> None:
+        """During a long write: merge the unpublished segments as soon as MERGE_AT of one size tier
+        are written (`_compact` without rewrites), and delete the merged ones (no reader knows
+        them), so the final `refresh` is left at most one tier's merges and the disk holds no pile
+        of small segments, however many pages one ingest writes."""
+        sizes = {n: len(segment_ids(self.base, n)) for n in self._unpublished}
+        if _tier_group(self._unpublished, sizes) is None:
+            return  # (sizes bound the live rows; the archive's ids are read only when a tier is full)
+        live = self.store.vec_ids()  # rows replaced or removed since they were flushed are left out
+        alive = {n: _found(live, segment_ids(self.base, n))[0] for n in self._unpublished}
+        before = self._unpublished
+        self._unpublished = self._compact(before, alive, rewrite=False)
+        for gone in set(before) - set(self._unpublished):
+            shutil.rmtree(self.base / f"seg-{gone}", ignore_errors=True)
 
     def _unshared(self, names: list[str]) -> set[str]:
         """Segments not on the archive's shared quantizer (flat ones written before it was trained,
@@ -776,12 +865,15 @@ class FaissIndex:
         keep = [alive[n] for n in group]
         vec_ids = np.concatenate([s.vec_ids[k] for s, k in zip(segs, keep)])
         issue_nos = [n for s, k in zip(segs, keep) for n, kk in zip(s.issue_strings(), k.tolist()) if kk]
-        vectors = self.store.vectors(vec_ids)
-        seg = Segment.build(vec_ids, vectors,
-                            np.concatenate([s.dates[k] for s, k in zip(segs, keep)]).tolist(), issue_nos,
-                            Postings.merge([(s.postings, k) for s, k in zip(segs, keep)]), self._coarse_for(vectors))
+        postings = Postings.merge([(s.postings, k) for s, k in zip(segs, keep)])
+        vectors = self.store.stored_vectors(vec_ids)  # int8: a quarter of float32's memory
+        seg = Segment.build(vec_ids, vectors, np.concatenate([s.dates[k] for s, k in zip(segs, keep)]).tolist(),
+                            issue_nos, postings, self._coarse_for(vectors))
         seg.save(self.base)
-        return seg.name
+        name = seg.name
+        del segs, postings, vectors, seg
+        _trim()
+        return name
 
     def _publish(self, gen: int, names: list[str], dead: dict[str, np.ndarray]) -> None:
         tmp = Path(tempfile.mkdtemp(prefix=".gen-tmp-", dir=self.base))

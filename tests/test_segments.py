@@ -5,7 +5,9 @@ come with their own vectors."""
 
 from __future__ import annotations
 
+import math
 import random
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -322,3 +324,101 @@ def test_a_writer_that_clears_the_store_takes_fresh_term_ids(tmp_path):
     write(fresh, *(make_page(k) for k in range(5, 7)))
     tokens = make_page(6)[3][2]
     assert results(archive, make_page(6)[2][2], tokens) == results(fresh, make_page(6)[2][2], tokens)
+
+
+def ranked(archive: Archive, q: np.ndarray, tokens: list[str]) -> tuple[list, dict]:
+    """Dense top 10 (scored from the store's vectors) and every live passage's BM25 score, by passage id."""
+    snap = archive.snapshot()
+    dense = snap.dense_top(q, 10)
+    ids = snap.vec_ids[snap.live_mask()].tolist()
+    rows = archive.store.passages_by_vec_id(ids + list(dense))
+    bm25 = snap.lexical_search(tokens).scores_of(ids)
+    return ([(rows[v].id, round(s, 5)) for v, s in dense.items()],
+            {rows[v].id: round(float(s), 4) for v, s in zip(ids, bm25.tolist())})
+
+
+def test_a_long_write_merges_each_tier_as_it_fills_and_matches_a_fresh_build(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_mod, "FLUSH_ROWS", 20)
+    monkeypatch.setattr(index_mod, "MAX_SEGMENT_ROWS", 100)  # room for MERGE_AT flushes, as 65,536 for 15,000s
+    merges: list[int] = []  # live rows each merge holds
+    real = index_mod.FaissIndex._merge
+    monkeypatch.setattr(index_mod.FaissIndex, "_merge",
+                        lambda self, group, alive: merges.append(sum(int(alive[n].sum()) for n in group))
+                        or real(self, group, alive))
+    archive = Archive(tmp_path / "index")
+    with archive.writer():
+        for k in range(60):  # 300 passages: 15 flushes of 20
+            archive.write_pages([make_page(k)])
+            if k == 6:  # page 1 (in the first flush) replaced before that flush is merged
+                archive.write_pages([make_page(1, n=2)])
+            unpublished = archive.search._unpublished
+            live = archive.store.vec_ids()
+            tiers = Counter(int(math.log(max(np.isin(index_mod.segment_ids(archive.search.base, n), live).sum(), 1), 4))
+                            for n in unpublished)
+            assert max(tiers.values(), default=0) < index_mod.MERGE_AT  # flushed segments never pile up
+            assert {p.name for p in archive.search.base.glob("seg-*")} == {f"seg-{n}" for n in unpublished}
+        during = len(merges)
+        archive.refresh_derived()
+    assert during >= 3 and max(merges) <= 100  # merged while writing; no merge holds more than a segment
+    assert len(merges) - during <= 1  # the final refresh is left one tier's merge at most
+    assert archive.snapshot().size == 297
+    q, tokens = make_page(99)[2][0], make_page(40)[3][1]
+    got = ranked(archive, q, tokens)
+    with archive.writer():
+        archive.refresh_derived(rebuild=True)
+    assert ranked(Archive(tmp_path / "index"), q, tokens) == got
+    assert got[0] and sum(s > 0 for s in got[1].values()) >= 5
+    assert not any(pid.startswith("p0001:") and int(pid.split(":")[1]) >= 2 for pid in got[1])
+
+
+def test_merging_postings_holds_one_block_beside_the_output(monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(Postings, "MERGE_BLOCK", 50_000)  # parts of ~190,000 postings
+    rng = np.random.default_rng(5)
+    docs = [rng.integers(0, 5000, int(rng.integers(20, 120))) for _ in range(4 * 3000)]
+    alive = [None if i % 2 else rng.random(3000) < 0.8 for i in range(4)]
+    parts = [(Postings.from_docs(docs[i * 3000:(i + 1) * 3000]), alive[i]) for i in range(4)]
+    kept = [d for i in range(4) for j, d in enumerate(docs[i * 3000:(i + 1) * 3000])
+            if alive[i] is None or alive[i][j]]
+    expected = Postings.from_docs(kept)
+    tracemalloc.start()
+    try:
+        merged = Postings.merge(parts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    for name in Postings.FILES:
+        got, want = getattr(merged, name), getattr(expected, name)
+        assert got.dtype == want.dtype and np.array_equal(got, want), name
+    # the output is 3 bytes a posting, a block's work ~40 bytes a posting of the block; concatenating
+    # and sorting all postings at once took over 60 bytes a posting
+    assert peak < 3 * len(merged.rows) + 60 * Postings.MERGE_BLOCK, peak / len(merged.rows)
+
+
+def test_vectors_coded_a_chunk_at_a_time_are_faiss_train_and_add_exactly():
+    import faiss
+
+    from qa.store import StoredVectors, quantize
+
+    rng = np.random.default_rng(9)
+    n = 2 * index_mod.BUILD_CHUNK + 123  # three chunks
+    v = rng.normal(size=(12, DIM))[rng.integers(0, 12, n)] + 0.4 * rng.normal(size=(n, DIM))
+    raw = np.frombuffer(b"".join(quantize(v / np.linalg.norm(v, axis=1, keepdims=True))), np.uint8).reshape(n, -1)
+    stored = StoredVectors(raw[:, :-4].view(np.int8).copy(), np.ascontiguousarray(raw[:, -4:]).view(np.float32)[:, 0])
+    dense = np.asarray(stored)
+    coarse = index_mod.Coarse(name="t", centroids=dense[:40].copy(), nprobe=8)
+    for c in (None, coarse):
+        ours, _ = index_mod._vector_index(stored, c)
+        if c is None:
+            ref = faiss.IndexScalarQuantizer(DIM, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        else:
+            ref = faiss.IndexIVFScalarQuantizer(c.index, DIM, c.nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                faiss.METRIC_INNER_PRODUCT)
+        ref.train(dense)
+        ref.add(dense)
+        assert np.array_equal(faiss.vector_to_array(ours.sq.trained), faiss.vector_to_array(ref.sq.trained))
+        if c is not None:
+            ref.make_direct_map(True)
+        rows = np.arange(n)
+        assert np.array_equal(ours.reconstruct_batch(rows), ref.reconstruct_batch(rows))
