@@ -429,17 +429,14 @@ def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, 
 
     from qa.config import get_settings
     from qa.embed import load_ingest_embedder, make_encoder
-    from qa.embed_onnx import MARKER_FILE, MODEL_FILES, OnnxExportError, onnx_model_dir
+    from qa.embed_onnx import OnnxExportError
     from qa.embed_openvino import OpenVinoError
 
     monkeypatch.setenv("QA_MODEL_CACHE", str(tmp_path / "cache"))
     other = tmp_path / "copy"
     shutil.copytree(folder, other, ignore=shutil.ignore_patterns("model.safetensors"))
     (other / "model.safetensors").symlink_to(folder / "model.safetensors")
-    broken = onnx_model_dir(other, tmp_path / "cache" / "openvino", "openvino")
-    broken.mkdir(parents=True)
-    (broken / MODEL_FILES["openvino"]).write_text("<net>not a model</net>")
-    (broken / MARKER_FILE).write_text("{}")
+    _cached_model_that_does_not_compile(other, tmp_path / "cache", "openvino")
     with pytest.raises(OpenVinoError, match="cannot compile"):
         make_encoder(other, "cpu", "openvino")
     pool = json.loads((other / "1_Pooling" / "config.json").read_text())
@@ -455,22 +452,28 @@ def test_openvino_cannot_compile_is_clear_and_auto_falls_back(folder, tmp_path, 
         get_settings.cache_clear()
 
 
+def _cached_model_that_does_not_compile(folder: Path, cache: Path, backend: str) -> None:
+    """A cached export of `backend` for `folder`, marked complete, whose model file is not a model."""
+    from qa.embed_onnx import MARKER_FILE, MODEL_FILES, onnx_model_dir
+
+    broken = onnx_model_dir(folder, cache / backend, backend)
+    broken.mkdir(parents=True)
+    (broken / MODEL_FILES[backend]).write_text("<net>not a model</net>")
+    (broken / MARKER_FILE).write_text("{}")
+
+
 @pytest.mark.slow
 def test_openvino_int8_that_fails_leaves_auto_ingest_on_onnx_int8(folder, tmp_path, monkeypatch, int8):
     """An int8-weight OpenVINO model that cannot run here (a cached file that does not compile)
     is a clear `OpenVinoError` when asked for by name, and `auto` ingest falls back to int8 ONNX."""
     from qa.config import get_settings
     from qa.embed import load_ingest_embedder, make_encoder, model_cache_dir
-    from qa.embed_onnx import MARKER_FILE, MODEL_FILES, onnx_model_dir
     from qa.embed_openvino import OpenVinoError
 
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "onnx-int8").symlink_to(model_cache_dir() / "onnx-int8")  # exported by `int8`
     monkeypatch.setenv("QA_MODEL_CACHE", str(tmp_path / "cache"))
-    broken = onnx_model_dir(folder, tmp_path / "cache" / "openvino-int8", "openvino-int8")
-    broken.mkdir(parents=True)
-    (broken / MODEL_FILES["openvino-int8"]).write_text("<net>not a model</net>")
-    (broken / MARKER_FILE).write_text("{}")
+    _cached_model_that_does_not_compile(folder, tmp_path / "cache", "openvino-int8")
     with pytest.raises(OpenVinoError, match="cannot compile .*model_ov_int8.xml"):
         make_encoder(folder, "cpu", "openvino-int8")
     get_settings.cache_clear()
