@@ -162,15 +162,12 @@ class FreeEncoder:
 def free_ingest(pages: Path, folder: Path, readers: int | None = None) -> dict:
     """Ingest the pages under `pages` with `FreeEncoder` (the model costs nothing): passages/s
     of everything else and where the time goes (write, wait, final index update)."""
-    from qa import embed, ingest
-    from qa.config import get_settings
-    from qa.embed import DEFAULT_MODEL, Embedder, resolve_device
+    from qa import ingest
+    from qa.embed import DEFAULT_MODEL, Embedder
 
-    device = resolve_device(get_settings().device)
-    keys = [(DEFAULT_MODEL, device, backend) for backend in ("auto", "torch", "onnx-int8")]
-    saved, saved_readers = {k: embed._cache.get(k) for k in keys}, ingest.reader_processes
+    saved_loader, saved_readers = ingest.load_ingest_embedder, ingest.reader_processes
     free = Embedder(FreeEncoder(folder), DEFAULT_MODEL, folder)
-    embed._cache.update({k: free for k in keys})
+    ingest.load_ingest_embedder = lambda name=None, **_: free  # whatever backend `auto` would choose
     if readers is not None:
         ingest.reader_processes = lambda: readers
     try:
@@ -186,9 +183,7 @@ def free_ingest(pages: Path, folder: Path, readers: int | None = None) -> dict:
                                        "parent_cpu_ms_per_passage": round(1000 * cpu / n, 3),
                                        "readers_cpu_ms_per_passage": round(1000 * readers_cpu / n, 3)}
     finally:
-        ingest.reader_processes = saved_readers
-        for k, v in saved.items():
-            embed._cache.pop(k) if v is None else embed._cache.__setitem__(k, v)
+        ingest.reader_processes, ingest.load_ingest_embedder = saved_readers, saved_loader
 
 
 def _children_cpu() -> float:
