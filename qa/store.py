@@ -88,16 +88,6 @@ def quantize(vectors: np.ndarray) -> list[bytes]:
     return [c.tobytes() + s.tobytes() for c, s in zip(codes, scale.astype(np.float32))]
 
 
-def dequantize(blobs: list[bytes]) -> np.ndarray:
-    """float32 vectors from `quantize`'s blobs (all of one dimension)."""
-    if not blobs:
-        return np.zeros((0, 0), np.float32)
-    raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1)
-    codes = raw[:, :-4].view(np.int8).astype(np.float32)
-    scale = np.ascontiguousarray(raw[:, -4:]).view(np.float32)
-    return codes * scale
-
-
 @dataclass
 class StoredVectors:
     """Vectors as the store holds them: int8 codes and one float32 scale a row, a quarter of
@@ -121,6 +111,19 @@ class StoredVectors:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
         return out if dtype is None else out.astype(dtype, copy=False)
+
+    @classmethod
+    def from_blobs(cls, blobs: list[bytes]) -> "StoredVectors":
+        """The codes and scales of `quantize`'s blobs (all of one dimension)."""
+        if not blobs:
+            return cls(np.zeros((0, 0), np.int8), np.zeros(0, np.float32))
+        raw = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1)
+        return cls(raw[:, :-4].view(np.int8), np.ascontiguousarray(raw[:, -4:]).view(np.float32)[:, 0])
+
+
+def dequantize(blobs: list[bytes]) -> np.ndarray:
+    """float32 vectors from `quantize`'s blobs (all of one dimension)."""
+    return np.asarray(StoredVectors.from_blobs(blobs))
 
 
 def encode_layout(paragraphs) -> bytes:
@@ -718,11 +721,10 @@ class Store(ABC):
             part = ids[k:k + self.VECTOR_CHUNK]
             rows = self._rows_in("SELECT vec_id, embedding FROM passages WHERE vec_id", part)
             blobs = {r["vec_id"]: r["embedding"] for r in rows}
-            raw = np.frombuffer(b"".join([blobs[v] for v in part]), dtype=np.uint8).reshape(len(part), -1)
+            chunk = StoredVectors.from_blobs([blobs[v] for v in part])
             if codes is None:
-                codes, scales = np.empty((len(ids), raw.shape[1] - 4), np.int8), np.empty(len(ids), np.float32)
-            codes[k:k + len(part)] = raw[:, :-4].view(np.int8)
-            scales[k:k + len(part)] = np.ascontiguousarray(raw[:, -4:]).view(np.float32)[:, 0]
+                codes, scales = np.empty((len(ids), chunk.shape[1]), np.int8), np.empty(len(ids), np.float32)
+            codes[k:k + len(part)], scales[k:k + len(part)] = chunk.codes, chunk.scales
         if codes is None:
             return StoredVectors(np.zeros((0, 0), np.int8), np.zeros(0, np.float32))
         return StoredVectors(codes, scales)
