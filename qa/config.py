@@ -30,8 +30,8 @@ class Settings(BaseSettings):
         "auto", description="Where embeddings run: 'auto' (CUDA when present, else CPU), 'cpu' or 'cuda'."
     )
     embed_backend: Literal["auto", "torch", "onnx-fp32", "onnx-int8", "openvino", "openvino-int8"] = Field(
-        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8-weight "
-        "OpenVINO, else int8 ONNX, else fp32 OpenVINO, and "
+        "auto", description="How the model runs: 'auto' (on CPU, ingest embeds passages with int8 ONNX, "
+        "else int8-weight OpenVINO, else fp32 OpenVINO, and "
         "questions and answer sentences with fp32 ONNX, torch where ONNX Runtime is missing; on CUDA, torch "
         "fp16), 'torch' (fp32 on CPU, fp16 on CUDA, everywhere), 'onnx-fp32' (CPU, everywhere), "
         "'onnx-int8' (int8 for questions too; slightly lower dev-set recall), 'openvino-int8' (int8 weights "

@@ -8,12 +8,12 @@ local hub cache: nothing is ever downloaded.
 
 How the model runs is an `Encoder` chosen by `QA_DEVICE` and `QA_EMBED_BACKEND` (`qa.config`):
 `qa.embed_torch.TorchEncoder` (fp32 on CPU, fp16 on CUDA), `qa.embed_onnx.OnnxEncoder` (CPU:
-fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~1.35x the
+fp32, cosine ≥ 0.9999 to torch at about a third of its CPU time per question; or int8, ~2.2x the
 torch rate for bulk passages, cosine ≥ 0.99) or `qa.embed_openvino.OpenVinoEncoder` (CPU, bulk
-passages at ~1.5x torch's rate: int8 weights, cosine ≥ 0.9999, about the memory of int8 ONNX; or
-fp32, the torch vectors, ~470 MB more: opt-in). With the default `auto` on a CPU, ingest embeds
-passages with int8-weight OpenVINO (`load_ingest_embedder`; int8 ONNX where openvino or nncf is
-missing) while questions and answer sentences are embedded with fp32 ONNX (`load_embedder`). The
+passages at ~1.6x torch's rate: int8 weights, cosine ≥ 0.9999; or fp32, the torch vectors, ~470 MB
+more: opt-in). With the default `auto` on a CPU, ingest embeds passages with int8 ONNX
+(`load_ingest_embedder`; int8-weight OpenVINO where ONNX Runtime cannot) while questions and
+answer sentences are embedded with fp32 ONNX (`load_embedder`). The
 `Embedder` in front adds the model family's query/passage prefixes, batches concurrent calls
 from many threads into shared model calls (`MicroBatcher`), and within `Embedder.one_request()`
 embeds a question asked twice (search, then answer scoring) once.
@@ -411,9 +411,9 @@ def make_encoder(path: Path, device: str, backend: str, threads: int | None = No
     """The `Encoder` for a model folder. `backend`: 'auto' → fp32 ONNX on a CPU where ONNX Runtime
     is installed and the model exports (same vectors as torch fp32, about a third of its CPU time
     per question), else torch (fp32 on CPU, fp16 on CUDA); 'torch'; 'onnx-fp32'; 'onnx-int8'
-    (CPU only: ~1.35x fp32 for bulk passages; used for questions too it ranked one dev question in
-    34 lower than fp32); 'openvino-int8' (CPU only: int8 weights on OpenVINO, ~1.5x torch's rate
-    for bulk passages, cosine ≥ 0.9999 to fp32: what `auto` ingests with, see `ingest_backends`);
+    (CPU only: ~2.2x torch's rate for bulk passages, what `auto` ingests with, see
+    `ingest_backends`; used for questions too it ranked one dev question in 34 lower than fp32);
+    'openvino-int8' (CPU only: int8 weights on OpenVINO, ~1.6x, cosine ≥ 0.9999 to fp32);
     'openvino' (the same with fp32 weights, ~470 MB more). `threads`: CPU threads per model call
     (None: `embed_threads()`).
 
@@ -463,32 +463,32 @@ def embed_threads() -> int:
 
 def ingest_backends(device: str, backend: str) -> list[str]:
     """The backends to try, in order, for embedding passages in bulk (ingest) for a
-    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'openvino-int8' where openvino and nncf are installed
-    (int8 weights, fp32 activations: ≈1.5x torch's rate on an AVX2 CPU, a little faster than int8
-    ONNX, cosine ≥ 0.9999, 119 MB of weights), then 'onnx-int8' where ONNX Runtime is (≈1.35x torch's rate; cosine ≥ 0.99, same
-    dev ranking when searched with fp32 questions; 118 MB of weights), then 'openvino' (fp32, the
-    torch vectors at the 'openvino-int8' rate, but ≈470 MB more resident memory, which would take
-    ingest past its 1.5 GB bound: opt-in otherwise), then the query-time 'auto';
-    `benchmarks/embed_backends.py` measures them. Any other value: itself.
-    Questions and answer sentences are always embedded by `load_embedder` ('auto' there is fp32
-    ONNX, or torch fp32, on CPU), so int8 never sees a question.
+    `QA_EMBED_BACKEND` value. 'auto' on CPU: 'onnx-int8' where ONNX Runtime is installed (int8
+    weights and activations in model calls of one passage: 2.2x plain fp32 `encode`'s rate end to
+    end on an AVX2 CPU, peak RSS 0.7 GB; cosine ≥ 0.99 to fp32, the same dev ranking when searched
+    with fp32 questions; 118 MB of weights), then 'openvino-int8' where openvino and nncf are
+    (int8 weights, fp32 activations: 1.6x, cosine ≥ 0.9999, 119 MB), then 'openvino' (fp32, the
+    torch vectors at the 'openvino-int8' rate, but ≈470 MB more resident memory: opt-in
+    otherwise), then the query-time 'auto'; `benchmarks/ingest_backends.py` measures them. Any
+    other value: itself. Questions and answer sentences are always embedded by `load_embedder`
+    ('auto' there is fp32 ONNX, or torch fp32, on CPU), so int8 activations never see a question.
 
-    Usage: ``ingest_backends("cpu", "auto")  # ['openvino-int8', 'onnx-int8', 'openvino', 'auto']``
+    Usage: ``ingest_backends("cpu", "auto")  # ['onnx-int8', 'openvino-int8', 'openvino', 'auto']``
     """
     if backend != "auto" or device != "cpu":
         return [backend]
     import importlib.util
 
     have = {m: importlib.util.find_spec(m) is not None for m in ("openvino", "nncf")}
-    return ((["openvino-int8"] if have["openvino"] and have["nncf"] else [])
-            + (["onnx-int8"] if _onnx_runtime_available() else [])
+    return ((["onnx-int8"] if _onnx_runtime_available() else [])
+            + (["openvino-int8"] if have["openvino"] and have["nncf"] else [])
             + (["openvino"] if have["openvino"] else []) + ["auto"])
 
 
 def ingest_backend(device: str, backend: str) -> str:
     """The first of `ingest_backends`: what ingest uses when it loads.
 
-    Usage: ``ingest_backend("cpu", "auto")  # 'openvino-int8'``
+    Usage: ``ingest_backend("cpu", "auto")  # 'onnx-int8'``
     """
     return ingest_backends(device, backend)[0]
 

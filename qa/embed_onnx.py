@@ -116,12 +116,21 @@ def ensure_onnx_model(folder: Path, cache_dir: Path, variant: str = "int8") -> P
     target = onnx_model_dir(folder, cache_dir, variant)
     if (target / MARKER_FILE).is_file():
         return target / MODEL_FILES[variant]
+    if target in _failed:  # `auto` falls back through several backends: fail once per process, fast
+        raise OnnxExportError(_failed[target])
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{target.name}.lock", "a+") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / MARKER_FILE).is_file():
-            _export_in_child(folder, target, variant)
+            try:
+                _export_in_child(folder, target, variant)
+            except OnnxExportError as exc:
+                _failed[target] = str(exc)
+                raise
     return target / MODEL_FILES[variant]
+
+
+_failed: dict[Path, str] = {}  # export folder → why its export failed in this process
 
 
 def _export_in_child(folder: Path, target: Path, variant: str) -> None:
@@ -227,8 +236,13 @@ class OnnxEncoder:
     """
 
     device = "cpu"
-    batch_size = 32
-    max_batch_tokens = 8192  # 16 texts of 512 tokens; measured as fast as 32 and half the memory
+    # Small model calls: at most 8 texts and 512 padded tokens (one ~300-token passage, or a few
+    # answer sentences). On 2 AVX2 cores, CPU ms per text against 32 texts / 8192 tokens per
+    # call: seed passages fp32 170 vs 324, int8 109 vs 220; a cold answer's 34 sentences fp32
+    # 1.07 s vs 2.5 s; a question 18 vs 24 ms (`benchmarks/query_embed.py`). Larger calls spill
+    # the activations out of the caches and pad short texts to long ones.
+    batch_size = 8
+    max_batch_tokens = 512
 
     def __init__(self, folder: Path, cache_dir: Path, variant: str = "int8", threads: int = 0):
         import onnxruntime as ort
@@ -251,7 +265,10 @@ class OnnxEncoder:
         # idle worker threads sleep instead of spinning: on a shared or busy machine spinning
         # threads take the cores the working ones need
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ONNX Runtime's own exception types (InvalidProtobuf, Fail, …)
+            raise OnnxExportError(f"ONNX Runtime cannot load {onnx_file}: {str(e)[-1000:]}") from e
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         """Vectors for `texts` as given (prefixes included); see `encode_ids`."""
