@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_scale import peak_rss_mb, status_mb  # noqa: E402
 
 
 def sample_texts(n: int, pages: int = 8) -> tuple[list[str], list[bool]]:
@@ -44,12 +45,6 @@ def sample_texts(n: int, pages: int = 8) -> tuple[list[str], list[bool]]:
     texts = [(t, True) for t in seeds] + [(t, False) for t in embedding_texts(files)]
     picked = random.Random(1).sample(texts, min(n, len(texts)))
     return [t for t, _ in picked], [s for _, s in picked]
-
-
-def rss_mb() -> float:
-    """This process's resident memory now, in MB."""
-    with open("/proc/self/statm") as f:
-        return round(int(f.read().split()[1]) * resource.getpagesize() / 2**20, 1)
 
 
 def child(backend: str, threads: int, texts_file: Path, vectors_file: Path) -> dict:
@@ -73,14 +68,14 @@ def child(backend: str, threads: int, texts_file: Path, vectors_file: Path) -> d
         run, name, inputs = emb.embed_passage_ids, emb.backend, emb.passage_tokenizer()(texts)
     run(inputs[:2])
     row = {"backend": name, "threads": threads, "load_cpu_s": round(time.process_time() - t0, 1),
-           "rss_loaded_mb": rss_mb()}
+           "rss_loaded_mb": status_mb("VmRSS")}
     t0, c0 = time.perf_counter(), time.process_time()
     vectors = run(inputs)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     np.save(vectors_file, np.asarray(vectors, np.float32))
     return row | {"cpu_ms_per_passage": round(1000 * cpu / len(texts), 1),
                   "wall_ms_per_passage": round(1000 * wall / len(texts), 1),
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+                  "peak_rss_mb": peak_rss_mb()}
 
 
 def run_child(backend: str, threads: int, texts_file: Path, vectors_file: Path) -> dict:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_scale import SEEDS, _encode_child, _ingest_child, embedding_texts, in_child  # noqa: E402
+from bench_scale import SEEDS, _encode_child, _ingest_child, embedding_texts, in_child, vs_plain  # noqa: E402
 from newspages import news_articles, write_pages  # noqa: E402
 
 
@@ -56,9 +56,7 @@ def main() -> None:
                    "cpu_seconds": round(row["cpu_seconds"], 1),
                    "cpu_ms_per_passage": round(1000 * row["cpu_seconds"] / row["passages"], 1),
                    "embed_share": round(row["embed_seconds"] / row["seconds"], 3), "peak_rss_mb": row["peak_rss_mb"],
-                   "ingest_vs_plain_encode": round(row["passages"] / row["seconds"] / plain["passages_per_s"], 3),
-                   "ingest_vs_plain_encode_cpu": round(plain["cpu_ms_per_passage"] * row["passages"]
-                                                       / (1000 * row["cpu_seconds"]), 3)}
+                   **vs_plain(row, plain)}
             result["ingest"].append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
         print(json.dumps(result, ensure_ascii=False, indent=2))

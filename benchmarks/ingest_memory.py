@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_scale import status_mb  # noqa: E402
 from newspages import ARTICLES_PER_PAGE, news_articles, page_specs, page_text, PAPER, PAGES_PER_ISSUE  # noqa: E402
 
 
@@ -56,13 +57,6 @@ def write_many_pages(out: Path, n_pages: int) -> int:
                 "page_count": PAGES_PER_ISSUE}
         path.with_name(path.name + ".meta.json").write_text(json.dumps(meta, ensure_ascii=False))
     return n_pages
-
-
-def _status_mb(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
 
 
 def _stored(db: Path) -> tuple[int, int]:
@@ -93,7 +87,7 @@ def sampler(db: Path, every: float, log, stop: threading.Event, t0: float, label
     while not stop.wait(every):
         pages, passages = _stored(db)
         row = {"t_s": round(time.perf_counter() - t0, 1), "encoder": label, "pages": pages, "passages": passages,
-               "rss_mb": _status_mb("VmRSS"), "peak_rss_mb": _status_mb("VmHWM")}
+               "rss_mb": status_mb("VmRSS"), "peak_rss_mb": status_mb("VmHWM")}
         print(json.dumps(row), flush=True)
         if log:
             with open(log, "a") as fh:
@@ -137,7 +131,7 @@ def main() -> None:
                "failures": len(report.failures), "seconds": round(report.seconds, 1),
                "passages_per_s": round(report.passages / max(report.seconds, 1e-9), 2),
                "embed_share": round(report.embed_seconds / max(report.seconds, 1e-9), 3),
-               "embed_backend": get_settings().embed_backend, "peak_rss_mb": _status_mb("VmHWM")}
+               "embed_backend": get_settings().embed_backend, "peak_rss_mb": status_mb("VmHWM")}
     print(json.dumps(summary), flush=True)
     if args.log:
         with open(args.log, "a") as fh:

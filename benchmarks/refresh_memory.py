@@ -28,8 +28,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import qa.search_faiss as sf  # noqa: E402
+from bench_scale import status_mb  # noqa: E402
 from qa.index import Archive  # noqa: E402
 from qa.lexical import Postings  # noqa: E402
 
@@ -66,14 +68,6 @@ def prepare(index_dir: Path, out: Path) -> dict:
     return {"prepared": str(out), "segments": len(names), "rows": int(offsets[-1])}
 
 
-def _rss() -> tuple[float, float]:
-    got = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS:", "VmHWM:")):
-            got[line.split(":")[0]] = int(line.split()[1]) / 1024
-    return got["VmRSS"], got["VmHWM"]
-
-
 class Stages:
     """Max RSS sampled while each wrapped function runs (stage name → MB), by a sampling thread."""
 
@@ -87,7 +81,7 @@ class Stages:
 
     def _sample(self, every: float) -> None:
         while not self._stop.wait(every):
-            rss = _rss()[0]
+            rss = status_mb("VmRSS")
             for name in list(self.active):
                 self.peaks[name] = max(self.peaks.get(name, 0.0), rss)
                 self.each[name][-1] = max(self.each[name][-1], rss)
@@ -96,15 +90,15 @@ class Stages:
         real = getattr(owner, attr)
 
         def wrapped(*a, **kw):
-            self.each.setdefault(name, []).append(_rss()[0])
+            self.each.setdefault(name, []).append(status_mb("VmRSS"))
             self.active.append(name)
             self.calls[name] = self.calls.get(name, 0) + 1
             try:
                 return real(*a, **kw)
             finally:
                 self.active.remove(name)
-                self.peaks[name] = max(self.peaks.get(name, 0.0), _rss()[0])
-                self.each[name][-1] = max(self.each[name][-1], _rss()[0])
+                self.peaks[name] = max(self.peaks.get(name, 0.0), status_mb("VmRSS"))
+                self.each[name][-1] = max(self.each[name][-1], status_mb("VmRSS"))
 
         setattr(owner, attr, staticmethod(wrapped) if isinstance(owner.__dict__.get(attr), staticmethod)
                 else classmethod(lambda cls, *a, **kw: wrapped(*a, **kw)) if isinstance(owner.__dict__.get(attr), classmethod)
@@ -131,7 +125,7 @@ def run(prepared: Path, model: bool) -> dict:
     stages.wrap(Postings, "merge", "postings_merge")
     stages.wrap(archive.store, "vectors", "store_vectors")
     stages.wrap(sf, "_vector_index", "vector_index")
-    before = _rss()[0]
+    before = status_mb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS: the peak from here on
     c0, t0 = time.process_time(), time.perf_counter()
     with archive.writer():
@@ -139,7 +133,7 @@ def run(prepared: Path, model: bool) -> dict:
         archive.refresh_derived()
     cpu, wall = time.process_time() - c0, time.perf_counter() - t0
     stages.stop()
-    rss, peak = _rss()
+    rss, peak = status_mb("VmRSS"), status_mb("VmHWM")
     out = {"rows": archive.snapshot().size, "segments_in": len(json.loads((work / "unpublished.json").read_text())),
            "segments_out": len(archive.search._published_names()), "model_loaded": model,
            "rss_before_mb": round(before, 1), "peak_rss_mb": round(peak, 1), "rss_after_mb": round(rss, 1),

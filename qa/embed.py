@@ -477,12 +477,10 @@ def ingest_backends(device: str, backend: str) -> list[str]:
     """
     if backend != "auto" or device != "cpu":
         return [backend]
-    import importlib.util
+    from qa.embed_openvino import missing_packages
 
-    have = {m: importlib.util.find_spec(m) is not None for m in ("openvino", "nncf")}
     return ((["onnx-int8"] if _onnx_runtime_available() else [])
-            + (["openvino-int8"] if have["openvino"] and have["nncf"] else [])
-            + (["openvino"] if have["openvino"] else []) + ["auto"])
+            + [v for v in ("openvino-int8", "openvino") if not missing_packages(v)] + ["auto"])
 
 
 def ingest_backend(device: str, backend: str) -> str:
@@ -540,10 +538,9 @@ def prepare_embedder(name: str | None = None) -> None:
         return
     from qa.embed_onnx import OnnxExportError, ensure_onnx_model
 
-    variant, folder = {"onnx-int8": ("int8", "onnx-int8"), "openvino": ("openvino", "openvino"),
-                       "openvino-int8": ("openvino-int8", "openvino-int8")}.get(backend, ("fp32", "onnx-fp32"))
+    folder = "onnx-fp32" if backend == "auto" else backend  # as `make_encoder` names its cache folder
     try:
-        ensure_onnx_model(path, model_cache_dir() / folder, variant)
+        ensure_onnx_model(path, model_cache_dir() / folder, folder.removeprefix("onnx-"))
     except OnnxExportError:
         pass
 

@@ -13,7 +13,7 @@ normalization in one graph, no ONNX Runtime fusions), converted once to OpenVINO
   e5-small's 118M parameters. Activations stay fp32, so the vectors are the fp32 ones to cosine ≥
   0.9999, a text's vector does not depend on its batch, and no calibration text is needed; the
   speed is fp32 OpenVINO's, the weights take 119 MB instead of 470. `auto` ingests with it where
-  openvino and nncf are installed. NNCF's static int8 (`nncf.quantize`, activations too, calibrated
+  int8 ONNX cannot run (and openvino and nncf are installed). NNCF's static int8 (`nncf.quantize`, activations too, calibrated
   on news passages) was measured slower on that CPU (217 vs 196 ms of CPU per passage) with a
   higher peak, so it is not used (`benchmarks/embed_backends.py`).
 
@@ -57,11 +57,18 @@ def convert(onnx_file: Path, xml_file: Path, int8_weights: bool = False) -> None
     ov.save_model(model, str(xml_file), compress_to_fp16=False)
 
 
-def _require(variant: str) -> None:
-    """OpenVinoError naming what to install when a package `variant` needs is missing."""
+def missing_packages(variant: str) -> list[str]:
+    """The Python packages `variant` ('openvino' or 'openvino-int8') needs that are not installed.
+
+    Usage: ``missing_packages("openvino-int8")  # [] where openvino and nncf are installed``"""
     import importlib.util
 
-    missing = [m for m in NEEDS[variant] if importlib.util.find_spec(m) is None]
+    return [m for m in NEEDS[variant] if importlib.util.find_spec(m) is None]
+
+
+def _require(variant: str) -> None:
+    """OpenVinoError naming what to install when a package `variant` needs is missing."""
+    missing = missing_packages(variant)
     if missing:
         raise OpenVinoError(f"QA_EMBED_BACKEND={variant} needs the {' and '.join(missing)} package"
                             f"{'s' if len(missing) > 1 else ''} (pip install {' '.join(missing)}, "

@@ -49,9 +49,7 @@ def _ensure_jieba() -> None:
         userdict = resources.files("qa") / "data" / "userdict.txt"
         with resources.as_file(userdict) as path:
             jieba.load_userdict(str(path))
-        _logp.clear()  # the dictionary (and its total) is final from here on
-        _block_tokens.cache_clear()
-        _unknown.cache_clear()
+        reset_caches()  # the dictionary (and its total) is final from here on
         _initialized = True
 
 
@@ -107,6 +105,15 @@ def _search_words(block: str) -> list[str]:
 # computes it; a prefix that is no word → None. Filled as entries are met (at most jieba's FREQ).
 _logp: dict[str, float | None] = {}
 _MISS = object()
+
+
+def reset_caches() -> None:
+    """Forget every cached block, HMM cut and dictionary log-probability (after the dictionary changes).
+
+    Usage: ``lexical.reset_caches()``"""
+    _logp.clear()
+    _block_tokens.cache_clear()
+    _unknown.cache_clear()
 
 
 def _cut_han(s: str) -> list[str]:

@@ -725,9 +725,7 @@ class Store(ABC):
             if codes is None:
                 codes, scales = np.empty((len(ids), chunk.shape[1]), np.int8), np.empty(len(ids), np.float32)
             codes[k:k + len(part)], scales[k:k + len(part)] = chunk.codes, chunk.scales
-        if codes is None:
-            return StoredVectors(np.zeros((0, 0), np.int8), np.zeros(0, np.float32))
-        return StoredVectors(codes, scales)
+        return StoredVectors.from_blobs([]) if codes is None else StoredVectors(codes, scales)
 
     def iter_index_rows(self, vec_ids: np.ndarray | None = None, batch: int = 2000) -> Iterator[dict]:
         """Passages (all, or those of `vec_ids`) in vec_id order with what the search files need,

@@ -404,8 +404,7 @@ def test_vectors_coded_a_chunk_at_a_time_are_faiss_train_and_add_exactly():
     rng = np.random.default_rng(9)
     n = 2 * index_mod.BUILD_CHUNK + 123  # three chunks
     v = rng.normal(size=(12, DIM))[rng.integers(0, 12, n)] + 0.4 * rng.normal(size=(n, DIM))
-    raw = np.frombuffer(b"".join(quantize(v / np.linalg.norm(v, axis=1, keepdims=True))), np.uint8).reshape(n, -1)
-    stored = StoredVectors(raw[:, :-4].view(np.int8).copy(), np.ascontiguousarray(raw[:, -4:]).view(np.float32)[:, 0])
+    stored = StoredVectors.from_blobs(quantize(v / np.linalg.norm(v, axis=1, keepdims=True)))
     dense = np.asarray(stored)
     coarse = index_mod.Coarse(name="t", centroids=dense[:40].copy(), nprobe=8)
     for c in (None, coarse):

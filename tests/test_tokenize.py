@@ -31,9 +31,7 @@ def reference_tokens(text: str) -> list[str]:
 
 def _cold() -> None:
     lexical._ensure_jieba()
-    lexical._block_tokens.cache_clear()
-    lexical._unknown.cache_clear()
-    lexical._logp.clear()
+    lexical.reset_caches()
 
 
 def _check_pages(paths: list[Path]) -> int:
