@@ -26,10 +26,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import httpx
 import numpy as np
 
-from qa.answerability import ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, assess, value_stated
+from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, assess, missing_share, slot_terms,
+                              value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -48,6 +48,11 @@ LEXICAL_WEIGHT = 0.1  # share of the question's terms (beyond the headline) the 
 RANK_WEIGHT = 0.05  # the passage's retrieval score (0..1) as a prior
 LENGTH_COST = 0.01  # per 100 characters: long sentences match more by chance
 VALUE_WEIGHT = 0.02  # holds a value of the asked-for kind (`qa.answerability.value_stated`)
+# The share of the question's answer-slot words ('主持' in '会议由谁主持', `slot_terms`) the sentence
+# states: the lede restates the question's topic, the answer states the asked-for relation. Chosen
+# on the fit halves of the five eval files with "not found" off (0.02-0.06; 0.02 quoted the
+# evidence in 88 of 93 against 87 without; the held-out halves: 78 of 87 against 76).
+SLOT_WEIGHT = 0.02
 LEDE_COST = 0.01  # a lede restates the question's event; it answers only when it scores clearly best
 HEADING_COST = 0.05  # a kicker, headline or subtitle line names the story; the body says what it reports
 SAID_COST = 0.1  # a sentence the previous answer already quoted: a follow-up asks for something else
@@ -366,20 +371,23 @@ class Answerer:
     def _score(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
                question: str, said: str = "") -> list[_Sentence]:
         """Every candidate sentence of `hits`, scored: cosine to the question, plus the share of
-        the question's terms beyond the headline it holds, plus a little of its passage's rank
-        and of holding the kind of value asked for (a date for 'when', a name for 'who'); less for
+        the question's terms beyond the headline it holds, plus a little of its passage's rank,
+        of holding the kind of value asked for (a date for 'when', a name for 'who') and of
+        stating the question's answer-slot words (`SLOT_WEIGHT`); less for
         a heading line, a long sentence, and one the conversation's last answer (`said`) quoted."""
         sentences = [s for i, h in enumerate(hits) for s in self._sentences(h, i)]
         if not sentences:
             return []
         cos = self.vectors.of([s.text for s in sentences]) @ qvec
         in_article = [self._beyond_headline(weights, h.citation.headline) for h in hits]
+        slots = slot_terms(question)
         for s, c in zip(sentences, cos):
             s.cos = float(c)
             s.lexical = self._covered(in_article[s.passage], s.text)
             s.score = (s.cos + LEXICAL_WEIGHT * s.lexical + RANK_WEIGHT * hits[s.passage].score
                        - LENGTH_COST * len(s.text) / 100 - LEDE_COST * s.lede - HEADING_COST * s.heading
                        + VALUE_WEIGHT * value_stated(question, s.text)
+                       + SLOT_WEIGHT * (1 - missing_share(slots, s.text)) * bool(slots)
                        - SAID_COST * bool(said and _key(s.text) in said))
         return sorted(sentences, key=lambda s: -s.score)
 
@@ -495,7 +503,6 @@ class Answerer:
 
 
 # -- the optional LLM answer, streamed (transport and marker checks: qa.llm) ------------------------
-import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 
 from qa.llm import ChatStream, CitationMarkers, LLMError  # noqa: E402  (LLMError is caught above)

@@ -277,7 +277,7 @@ def test_a_heading_line_that_states_what_no_body_sentence_does_is_quoted(retriev
 
 
 # -- calibrated "not found" (issue #11 item 3): the features and the held-out figures ------------------------------
-from qa.answerability import value_near, without_own_lines  # noqa: E402
+from qa.answerability import named_organisations, value_near, without_own_lines  # noqa: E402
 
 NOTFOUND = DEV.parent / "notfound.jsonl"
 
@@ -307,6 +307,27 @@ def test_the_form_of_the_answer_is_no_slot_the_page_must_state():
     assert slot_terms("衡阳获批设立的跨境电商综合试验区全称是什么？") == []
     assert "内容" not in slot_terms("习近平同伊朗总统通电话时谈了哪些内容？")
     assert slot_terms("市中心医院华新分院的院长是谁？") == ["院长"]
+    # '什么时候生效' is answered by a date: no page writes 时候
+    assert "时候" not in slot_terms("中国和尼加拉瓜的自由贸易协定什么时候正式生效？")
+
+
+def test_a_measure_word_belongs_to_the_question_phrase():
+    # jieba tags 项 a noun; the slot is the words around '多少项', not 项 itself
+    assert "项" not in slot_terms("园区方案要求开展多少项专项行动？")
+    assert "行动" in slot_terms("园区方案要求开展多少项专项行动？")
+
+
+def test_more_ways_to_ask_for_and_to_state_a_value():
+    assert asked_value("检查组是哪段时间在衡阳检查的？") == asked_value("协定在什么时间生效？") == "date"
+    # a count in words before its measure word: 六大行动, 三批, 两轮
+    assert value_stated("要求开展多少项专项行动？", "积极开展“六大行动”")
+    assert value_stated("一共分几批推进？", "项目分三批推进")
+    assert not value_stated("要求开展多少项专项行动？", "积极开展专项行动")
+    # an organisation by the kind in its name, where jieba's tagger gives no 'nt'
+    assert asked_value("邓群策会见了哪些企业的负责人？") == "organisation"
+    assert value_stated("邓群策会见了哪些企业的负责人？", "会见中国恒大集团公司总裁颜甫全")
+    assert not value_stated("是哪家公司开发的？", "平台由公司技术人员开发")  # no name: no value
+    assert named_organisations("会见南华大学附一医院党委书记高山") == ["南华大学", "南华大学附一医院"]
 
 
 def test_the_value_must_stand_next_to_the_subject():
