@@ -51,7 +51,7 @@ VALUE_WEIGHT = 0.02  # holds a value of the asked-for kind (`qa.answerability.va
 # The share of the question's answer-slot words ('主持' in '会议由谁主持', `slot_terms`) the sentence
 # states: the lede restates the question's topic, the answer states the asked-for relation. Chosen
 # on the fit halves of the five eval files with "not found" off (0.02-0.06; 0.02 quoted the
-# evidence in 88 of 93 against 87 without; the held-out halves: 78 of 87 against 76).
+# evidence in 88 of 93 against 87 without; the held-out halves: 78 of 87 against 75).
 SLOT_WEIGHT = 0.02
 LEDE_COST = 0.01  # a lede restates the question's event; it answers only when it scores clearly best
 HEADING_COST = 0.05  # a kicker, headline or subtitle line names the story; the body says what it reports

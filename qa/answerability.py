@@ -96,10 +96,13 @@ MODEL_FILE = "not_found_model.json"
 # these kinds are checked: they are where a near-miss page states everything but the value
 # ("哪天开幕" next to "即将召开", "负责人是谁" next to "相关负责人介绍"). '哪几条河' asks for
 # names, not a count.
+# Measure words: what a count is a count of ('多少项', '几批', '哪座').
+_MEASURES = "个项家位件次名所种条座段份批轮届支块台场篇部"
+_MEASURE_WORDS = frozenset(_MEASURES)
 _ASKS = {
     "year": re.compile(r"哪[一]?年"),
     "date": re.compile(r"哪[一]?[天日]|何时|什么时候|(?:什么|哪一?段)时间|哪个月|几[月号时]|日期"),
-    "quantity": re.compile(r"多少|(?<!哪)几[个项家位件次名所种条成十百千万亿批轮座支块台场份篇]|第几|多大|比重|比例"),
+    "quantity": re.compile(rf"多少|(?<!哪)几[{_MEASURES}成十百千万亿年天级]|第几|多大|比重|比例"),
     "person": re.compile(r"谁|哪位|何人|什么人|什么名字"),
     "organisation": re.compile(r"哪(?:家|个|些)?(?:公司|企业|单位|机构|部门)"),
     "place": re.compile(r"(?:哪|什么)(?:座|个|些)?(?:外地)?(?:城市|地方|地点|国家|省|市|县|区|片区)"
@@ -110,7 +113,7 @@ _ASKS = {
 # jieba part-of-speech tags of a value of each kind, where a regular expression cannot see one.
 _VALUE_TAGS = {"person": ("nr",), "organisation": ("nt",), "place": ("ns",)}
 # The kinds of organisation a name ends with ('中国恒大集团公司', '南华大学附一医院'), where jieba's
-# tagger gives the name no 'nt'.
+# tagger gives the name no 'nt' (`organisation_names`).
 _ORGANISATION_KINDS = re.compile(r"(?:公司|集团|银行|大学|学院|医院|研究院|研究所|研究中心|协会|商会|委员会)$")
 # Tags of a name or a numbered name ('第十六届'): entities a near-miss question adds to the page.
 _ENTITY_TAGS = ("nr", "ns", "nt", "nz", "j")
@@ -121,16 +124,18 @@ _COPULA = frozenset("是 有 在 为 的 了 和 与 同 要 将 会 能 对".sp
 # Words for the form of the answer, not a relation the page states: '全称是什么' is answered by
 # the name itself, '叫什么名字' by a name, '谈了哪些内容' by what was said; no page writes them.
 # Nor do '时候', '时间', '地点' of '什么时候生效', '在什么地点举行': a date or a place answers them.
+# Both belong to the question phrase ('什么时候' + '生效'), as a measure word does ('多少项' +
+# '专项行动', whatever tag jieba gives '项'): the slot is looked for beyond them.
 _ANSWER_FORM = frozenset("全称 简称 名称 名字 内容 时候 时间 日期 地点 地方".split())
-# Measure words: in '多少项专项行动' or '哪段时间' they belong to the question phrase, whatever
-# tag jieba gives them ('项' comes out a noun), so the slot is looked for beyond them.
-_MEASURE_WORDS = frozenset("个 项 家 位 件 次 名 所 种 条 座 段 份 批 轮 届 支 块 台 场 篇 部".split())
 _VALUES = {
     "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
-    # '六大行动', '三批', '两轮': a count in words before its measure word
+    # a count in words before what it counts ('三批', '四年'); '一批', '一场' are no count; nor
+    # is '二十大' or '十九大' (a party congress) where '六大行动', '两大战略' are
     "quantity": re.compile(r"\d+(?:\.\d+)?\s*(?![年月日号\d.])"
-                           r"|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条成倍大批轮座支块台场份篇]"
+                           r"|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条座支台篇部届成倍年天级]"
+                           r"|[二三四五六七八九十百千万亿两]+[批轮场份块段]"
+                           r"|(?<![一二三四五六七八九十第])(?:[两三四五六七八九]|十)大(?!精神|报告|以来|代表)"
                            r"|第[一二三四五六七八九十百千\d]+"),
     "document": re.compile(r"《[^》]{2,}》"),
     "reason": re.compile(r"因为|由于|原因(?:是|在于)|之所以"),
@@ -163,7 +168,8 @@ def without_own_lines(sentence: str) -> str:
 
 def value_stated(question: str, sentence: str) -> bool:
     """Whether `sentence` holds a value of the kind the question asks for (a date, a number, a
-    person's name as jieba's tagger sees it), not counting datelines and bylines
+    person's name as jieba's tagger sees it, an organisation by its kind: `organisation_names`)
+    that the question does not already name, not counting datelines and bylines
     (`without_own_lines`); True when it asks for none of these.
 
     Usage: ``value_stated("组长是谁？", "督察组组长张兰通报督察报告")`` → True"""
@@ -174,26 +180,33 @@ def value_stated(question: str, sentence: str) -> bool:
     sentence = without_own_lines(sentence)
     if kind in _VALUES:
         return any(m.group().strip() not in asked for m in _VALUES[kind].finditer(sentence))
-    if kind == "organisation" and any(name not in asked for name in named_organisations(sentence)):
+    if kind == "organisation" and any(not any(n in asked for n in names) for names in organisation_names(sentence)):
         return True
     return any(flag.startswith(_VALUE_TAGS[kind]) and len(word) >= 2 and word not in asked
                for word, flag in _tags(sentence))
 
 
-def named_organisations(text: str) -> list[str]:
-    """Organisations named in `text` by their kind: a run of nouns holding a name (jieba's 'ns',
-    'nz', 'nr', 'nt', 'j') that ends in '公司', '集团', '大学', '医院' … (`_ORGANISATION_KINDS`);
-    not a bare '公司'.
+def organisation_names(text: str) -> list[tuple[str, ...]]:
+    """Organisations named in `text` by their kind, each as its readings from the longest to the
+    shortest: a run of nouns ('n', 'j', 'b' tags) that starts at a name word (jieba's 'ns', 'nz',
+    'nt', 'j') and ends in a word of `_ORGANISATION_KINDS` ('公司', '集团', '大学' …), read from each
+    name word in it; a person's name ends a run. Not a bare '公司'. A question names the
+    organisation when it holds any reading ('中国中铁股份有限公司' of '会见中国中铁…').
 
-    Usage: ``named_organisations("会见中国恒大集团公司总裁")`` → ['中国恒大集团公司']"""
-    out, name = [], ""  # the run from its first name word on
+    Usage: ``organisation_names("会见中国恒大集团公司总裁")`` → [('中国恒大集团公司', '恒大集团公司')]"""
+    out: list[tuple[str, ...]] = []
+    words: list[str] = []  # the run so far, from its first name word on
+    starts: list[int] = []  # where in it each name word begins
     for word, flag in _tags(text):
-        if not flag.startswith(("n", "j", "b")):
-            name = ""
-        elif name or flag.startswith(_ENTITY_TAGS):
-            name += word
+        if not flag.startswith(("n", "j", "b")) or flag.startswith("nr"):
+            words, starts = [], []
+            continue
+        if flag.startswith(_ENTITY_TAGS):
+            starts.append(len(words))
+        if starts:
+            words.append(word)
             if _ORGANISATION_KINDS.search(word):
-                out.append(name)
+                out.append(tuple("".join(words[i:]) for i in starts))
     return out
 
 
@@ -207,8 +220,10 @@ def _tags(text: str) -> tuple[tuple[str, str], ...]:
 
 def _asked_phrase_end(words: list[tuple[str, str]], i: int) -> int:
     """The last index of the question phrase starting at `i`: the question word with the
-    measure words after it ('哪' '座' in '哪座城市举办'), so that the slot is looked for beyond it."""
-    while i + 1 < len(words) and (words[i + 1][1] == "q" or words[i + 1][0] in _MEASURE_WORDS):
+    measure words and answer-form words after it ('哪' '座' in '哪座城市举办', '什么' '时候' in
+    '什么时候生效'), so that the slot is looked for beyond it."""
+    while i + 1 < len(words) and (words[i + 1][1] == "q" or words[i + 1][0] in _MEASURE_WORDS
+                                  or words[i + 1][0] in _ANSWER_FORM):
         i += 1
     return i
 

@@ -185,6 +185,24 @@ def test_not_found_model_fits_and_picks_a_threshold_within_the_budget():
     assert set(packaged.weights) <= set(Answerability.names()) and 0 < packaged.threshold < 1
 
 
+def test_the_threshold_is_judged_on_questions_the_model_did_not_see():
+    """eval/fit_not_found.py: each question's out-of-fold probability comes from a model fitted
+    without it (leave-one-out here: exactly the model fitted on the others)."""
+    import sys
+
+    sys.path.insert(0, str(DEV.parent))
+    import fit_not_found as fitter
+
+    rows = [[0.9, 0.1], [0.8, 0.2], [0.85, 0.0], [0.7, 0.3], [0.3, 0.9], [0.2, 1.0], [0.4, 0.8], [0.5, 0.6]]
+    records = [{"answerable": int(a > 0.6), "features": {"sentence_cos": a, "missing": b}} for a, b in rows]
+    names = ["sentence_cos", "missing"]
+    oof = fitter.out_of_fold(records, names, k=len(records))
+    for i, r in enumerate(records):
+        others = fitter._logistic(records[:i] + records[i + 1:], names)
+        assert oof[i] == pytest.approx(fitter.probability(others, r))
+    assert oof != [fitter.probability(fitter._logistic(records, names), r) for r in records]
+
+
 def test_the_value_is_looked_for_past_the_best_sentences():
     """valued_cos: the best cosine of a sentence holding the asked-for value, wherever it ranks;
     bound_cos: of one that also states the slot ('开幕'); the lowest cosine when none does."""
@@ -277,7 +295,7 @@ def test_a_heading_line_that_states_what_no_body_sentence_does_is_quoted(retriev
 
 
 # -- calibrated "not found" (issue #11 item 3): the features and the held-out figures ------------------------------
-from qa.answerability import named_organisations, value_near, without_own_lines  # noqa: E402
+from qa.answerability import organisation_names, value_near, without_own_lines  # noqa: E402
 
 NOTFOUND = DEV.parent / "notfound.jsonl"
 
@@ -307,27 +325,32 @@ def test_the_form_of_the_answer_is_no_slot_the_page_must_state():
     assert slot_terms("衡阳获批设立的跨境电商综合试验区全称是什么？") == []
     assert "内容" not in slot_terms("习近平同伊朗总统通电话时谈了哪些内容？")
     assert slot_terms("市中心医院华新分院的院长是谁？") == ["院长"]
-    # '什么时候生效' is answered by a date: no page writes 时候
+    # '什么时候生效' is answered by a date: no page writes 时候; the slot is the word after it
+    assert "生效" in slot_terms("中国和尼加拉瓜的自由贸易协定什么时候正式生效？")
     assert "时候" not in slot_terms("中国和尼加拉瓜的自由贸易协定什么时候正式生效？")
 
 
 def test_a_measure_word_belongs_to_the_question_phrase():
-    # jieba tags 项 a noun; the slot is the words around '多少项', not 项 itself
-    assert "项" not in slot_terms("园区方案要求开展多少项专项行动？")
+    # '项' comes out of jieba a noun, so the slot used to stop at it: '行动' lies beyond
     assert "行动" in slot_terms("园区方案要求开展多少项专项行动？")
 
 
 def test_more_ways_to_ask_for_and_to_state_a_value():
-    assert asked_value("检查组是哪段时间在衡阳检查的？") == asked_value("协定在什么时间生效？") == "date"
-    # a count in words before its measure word: 六大行动, 三批, 两轮
+    assert asked_value("检查组是在什么时间检查的？") == asked_value("协定在哪个月生效？") == "date"
+    assert asked_value("一共分几批推进？") == asked_value("双方合作了几年？") == asked_value("地震是几级？") == "quantity"
+    # a count in words before what it counts: 六大行动, 三批, 四年
     assert value_stated("要求开展多少项专项行动？", "积极开展“六大行动”")
     assert value_stated("一共分几批推进？", "项目分三批推进")
+    assert not value_stated("一共分几批推进？", "项目分批推进")
     assert not value_stated("要求开展多少项专项行动？", "积极开展专项行动")
+    # a party congress and a vague '一批' are no count
+    assert not value_stated("要求开展多少项专项行动？", "深入学习贯彻党的二十大精神，推动一批项目落地")
     # an organisation by the kind in its name, where jieba's tagger gives no 'nt'
-    assert asked_value("邓群策会见了哪些企业的负责人？") == "organisation"
     assert value_stated("邓群策会见了哪些企业的负责人？", "会见中国恒大集团公司总裁颜甫全")
     assert not value_stated("是哪家公司开发的？", "平台由公司技术人员开发")  # no name: no value
-    assert named_organisations("会见南华大学附一医院党委书记高山") == ["南华大学", "南华大学附一医院"]
+    # the question's own organisation, whatever words stand before it in the sentence
+    assert not value_stated("中国中铁股份有限公司和哪家企业一起参加？", "刘越高会见中国中铁股份有限公司副总裁")
+    assert organisation_names("会见南华大学附一医院党委书记高山") == [("南华大学",), ("南华大学附一医院",)]
 
 
 def test_the_value_must_stand_next_to_the_subject():
@@ -347,4 +370,4 @@ def test_not_found_on_the_held_out_half_of_the_near_misses(notfound_report):
     measured figures (eval/fit_not_found.py prints them), so a regression shows."""
     stats = notfound_report["not_found"]
     assert stats["unanswerable"] == 23
-    assert stats["recall"] >= 0.5 and stats["wrongly_not_found_rate"] <= 0.1, stats  # measured 14/23, 0/14
+    assert stats["recall"] >= 0.5 and stats["wrongly_not_found_rate"] <= 0.1, stats  # measured 15/23, 0/14
