@@ -371,3 +371,34 @@ def test_not_found_on_the_held_out_half_of_the_near_misses(notfound_report):
     stats = notfound_report["not_found"]
     assert stats["unanswerable"] == 23
     assert stats["recall"] >= 0.5 and stats["wrongly_not_found_rate"] <= 0.1, stats  # measured 15/23, 0/14
+
+
+def test_a_sentence_that_states_the_asked_for_relation_scores_higher(answerer, monkeypatch):
+    """SLOT_WEIGHT: the sentence with the question's slot word ('主持' of '由谁主持') gains it,
+    the lede that restates the question's topic does not; a question that asks what was said
+    ('提出了什么要求') is answered by the points after the sentence that introduces them, so its
+    saying verbs are no slot."""
+    import qa.answer as answer_module
+    from qa.cite import Citation
+    from qa.retrieve import Hit
+    from qa.understand import understand
+
+    text = ("12月14日上午,市长朱健向市人大常委会机关干部征求《政府工作报告》意见和建议。"
+            "市人大常委会主任刘正兴主持会议。会议要求,各部门要提出意见和建议。")
+    hit = Hit("c1", text, 1.0, Citation(None, None, None, None, None, "征求意见", None, "x.txt", 0, len(text), "x"),
+              "i1", "a1")
+
+    def scores(question: str, weight: float) -> dict[str, float]:
+        monkeypatch.setattr(answer_module, "SLOT_WEIGHT", weight)
+        qvec = answerer.retriever.embedder.embed_queries([question])[0]
+        weights = answerer._term_weights(understand(question))
+        return {s.text[:8]: s.score for s in answerer._score([hit], qvec, weights, question)}
+
+    weight = answer_module.SLOT_WEIGHT
+    assert weight > 0
+    question = "市长征求人大机关干部意见的会议由谁主持？"
+    with_slot, without = scores(question, weight), scores(question, 0.0)
+    assert with_slot["市人大常委会主任"] == pytest.approx(without["市人大常委会主任"] + weight)
+    assert with_slot["12月14日上午"] == pytest.approx(without["12月14日上午"])
+    content = "征求意见时会议提出了什么要求？"
+    assert scores(content, weight) == pytest.approx(scores(content, 0.0))
