@@ -68,7 +68,9 @@ def test_ask_answers_with_markers_for_every_citation(live_server):
 
 
 def test_ask_says_not_found_when_the_archive_does_not_answer(live_server):
-    r = httpx.post(f"{live_server}/api/ask", json={"question": "衡阳市2021年全年地区生产总值是多少亿元？"}, timeout=60)
+    # far from every seed page: the API's not-found contract, not the model's calibration on near
+    # misses (that is measured by `qa eval` and eval/fit_not_found.py)
+    r = httpx.post(f"{live_server}/api/ask", json={"question": "南岳衡山景区的门票多少钱？"}, timeout=60)
     body = r.json()
     assert body["no_answer"] is True and "未找到" in body["answer"]
     assert body["citations"], "the closest passages are still listed"
