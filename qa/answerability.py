@@ -96,8 +96,10 @@ MODEL_FILE = "not_found_model.json"
 # these kinds are checked: they are where a near-miss page states everything but the value
 # ("哪天开幕" next to "即将召开", "负责人是谁" next to "相关负责人介绍"). '哪几条河' asks for
 # names, not a count.
-# Measure words: what a count is a count of ('多少项', '几批', '哪座').
+# Measure words: what a count is a count of ('多少项', '几批', '哪座'). After 一 these are vague
+# ('一批项目', '新一轮', '一场雨'), no count.
 _MEASURES = "个项家位件次名所种条座段份批轮届支块台场篇部"
+_VAGUE_AFTER_ONE = "批轮场份块段"
 _MEASURE_WORDS = frozenset(_MEASURES)
 _ASKS = {
     "year": re.compile(r"哪[一]?年"),
@@ -133,8 +135,8 @@ _VALUES = {
     # a count in words before what it counts ('三批', '四年'); '一批', '一场' are no count; nor
     # is '二十大' or '十九大' (a party congress) where '六大行动', '两大战略' are
     "quantity": re.compile(r"\d+(?:\.\d+)?\s*(?![年月日号\d.])"
-                           r"|[一二三四五六七八九十百千万亿两]+[个项家位件次名所种条座支台篇部届成倍年天级]"
-                           r"|[二三四五六七八九十百千万亿两]+[批轮场份块段]"
+                           rf"|[一二三四五六七八九十百千万亿两]+[{''.join(c for c in _MEASURES if c not in _VAGUE_AFTER_ONE)}成倍年天级]"
+                           rf"|[二三四五六七八九十百千万亿两]+[{_VAGUE_AFTER_ONE}]"
                            r"|(?<![一二三四五六七八九十第])(?:[两三四五六七八九]|十)大(?!精神|报告|以来|代表)"
                            r"|第[一二三四五六七八九十百千\d]+"),
     "document": re.compile(r"《[^》]{2,}》"),
