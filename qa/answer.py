@@ -28,13 +28,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, assess, missing_share, slot_terms,
-                              value_stated)
+from qa.answerability import (ASKS_LIST, QUESTION_WORD, VALUE_PATTERNS, Answerability, NotFoundModel, asked_value,
+                              assess, missing_share, slot_terms, value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
 from qa.retrieve import Hit, HybridRetriever
-from qa.understand import FULL_DATE, ISSUE_NO, YEAR_MONTH, Query, Turn, understand
+from qa.understand import FULL_DATE, ISSUE_NO, MONTH_DAY, YEAR_MONTH, Query, Turn, understand
 
 log = logging.getLogger("qa.answer")
 
@@ -142,6 +142,7 @@ class _Sentence:
     # a heading line that states what no body sentence of its article states (a subtitle's fact,
     # an article that is only its headings): composing quotes it like a body sentence
     informs: bool = False
+    value: bool = False  # holds a value of the kind the question asks for (`value_stated`)
 
 
 def _join(sentences) -> str:
@@ -184,14 +185,19 @@ def asks_content(question: str) -> bool:
 
 def _composing_values(sentences: list["_Sentence"], question: str) -> dict[int, float]:
     """How well each sentence (by `id`) serves the answer being composed: its score, less
-    `RESTATE_COST` times the share of it the question restates, plus `HEADING_COST` back for a
-    heading line that informs; for a question that asks for content, at least the value of the
-    sentence before it less `CARRY_COST` (an anchor carries to the `CARRY_STEPS` sentences after
-    it), since the points follow the sentence that introduces them.
+    `RESTATE_COST` times the share of it the question restates (unless it states the number or
+    date asked for), plus `HEADING_COST` back for a heading line that informs; for a question
+    that asks for content, at least the value of the sentence before it less `CARRY_COST` (an
+    anchor carries to the `CARRY_STEPS` sentences after it), since the points follow the
+    sentence that introduces them.
 
     Usage: ``value = _composing_values(sentences, "会议讨论了什么？"); value[id(sentences[0])]``"""
     asked = fold(question)
-    value = {id(s): s.score - RESTATE_COST * _restates(asked, s.text) + HEADING_COST * s.informs for s in sentences}
+    # a sentence that restates the question around the number, date or rank it asks for
+    # ('衡阳在该榜单中位列第88位' for '衡阳在…榜单中排第几') says what is new: the value
+    numeric = asked_value(question) in VALUE_PATTERNS
+    value = {id(s): s.score - RESTATE_COST * _restates(asked, s.text) * (not (numeric and s.value))
+             + HEADING_COST * s.informs for s in sentences}
     if not asks_content(question):
         return value
     by_passage: dict[int, list[_Sentence]] = {}
@@ -387,9 +393,10 @@ class Answerer:
         for s, c in zip(sentences, cos):
             s.cos = float(c)
             s.lexical = self._covered(in_article[s.passage], s.text)
+            s.value = value_stated(question, s.text)
             s.score = (s.cos + LEXICAL_WEIGHT * s.lexical + RANK_WEIGHT * hits[s.passage].score
                        - LENGTH_COST * len(s.text) / 100 - LEDE_COST * s.lede - HEADING_COST * s.heading
-                       + VALUE_WEIGHT * value_stated(question, s.text)
+                       + VALUE_WEIGHT * s.value
                        + SLOT_WEIGHT * (1 - missing_share(slots, s.text)) * bool(slots)
                        - SAID_COST * bool(said and _key(s.text) in said))
         return sorted(sentences, key=lambda s: -s.score)
@@ -450,8 +457,12 @@ class Answerer:
         """One item per article of the issue (or day) the question is about that scores nearly as
         well as the best one, best first, each with its own marker. An item is the article's lede
         (what the article reports), cut to the clauses that matter. A single matching article is
-        answered like any other question."""
-        relevance, leads = self._articles(query, hits, qvec, weights, date_from, date_to)
+        answered like any other question, and so is a question that names no day or issue (nor
+        does the conversation or a filter): its items are in one article ('市长要求对接哪些战略')."""
+        if not (date_from or date_to or query.date_from or query.issue or MONTH_DAY.search(query.search_text)):
+            return self._compose(query, hits, sentences)  # no day named: the items are within an article
+        anchor = hits[sentences[0].passage]  # the issue of the best sentence, not of the best passage
+        relevance, leads = self._articles(query, anchor, hits, qvec, weights, date_from, date_to)
         top = max(relevance.values(), default=0.0)
         chosen = [a for a, r in sorted(relevance.items(), key=lambda x: -x[1]) if r >= top - LIST_MARGIN]
         if len(chosen) < 2:
@@ -466,15 +477,15 @@ class Answerer:
         pieces[-1] = pieces[-1].rstrip("\n")
         return AnswerResult(query.question, "".join(pieces), False, citations, query, pieces=pieces)
 
-    def _articles(self, query: Query, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
+    def _articles(self, query: Query, anchor: Hit, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
                   date_from: str | None, date_to: str | None) -> tuple[dict[str, float], dict[str, tuple[Hit, str]]]:
-        """For the articles of the issue or day the question is about (the one of its best passage
-        when it names none): each article's relevance (its best sentence's score) and its lede
+        """For the articles of the issue or day the question is about (that of `anchor`, the passage
+        of the best sentence, when it names an issue-less day): each article's relevance (its best sentence's score) and its lede
         (the opening passage and its first sentence; the best sentence when the opening passage
         is not among the retrieved)."""
         pool = self.retriever.search(query, top_k=max(LIST_POOL, len(hits)), date_from=date_from, date_to=date_to)
         named = date_from or date_to or query.date_from or query.issue
-        scope = {h.issue_id for h in pool} if named else {hits[0].issue_id}
+        scope = {h.issue_id for h in pool} if named else {anchor.issue_id}
         per_article: dict[str, list[Hit]] = {}
         for h in pool:
             if h.issue_id in scope and len(per_article.setdefault(h.article_id, [])) < 2:

@@ -319,6 +319,9 @@ def test_documents_reasons_and_places_are_kinds_of_value_too():
     assert asked_value("常宁市为什么没有开展票决制？") == "reason"
     assert not value_stated("常宁市为什么没有开展票决制？", "除常宁市、南岳区外，全市10个县(市)区都已开展")
     assert asked_value("大会在什么地方召开？") == asked_value("调研组到哪些外地城市考察？") == "place"
+    # a place word before a role or a level qualifies it: people, or no kind at all
+    assert asked_value("哪些市领导出席了签约仪式？") == asked_value("哪位区负责人介绍了情况？") == "person"
+    assert asked_value("要求衡阳对接哪些国家层面的发展战略？") is None
 
 
 def test_the_form_of_the_answer_is_no_slot_the_page_must_state():
@@ -402,3 +405,26 @@ def test_a_sentence_that_states_the_asked_for_relation_scores_higher(answerer, m
     assert with_slot["12月14日上午"] == pytest.approx(without["12月14日上午"])
     content = "征求意见时会议提出了什么要求？"
     assert scores(content, weight) == pytest.approx(scores(content, 0.0))
+
+
+def test_a_list_across_articles_is_gathered_from_a_named_day_only(retriever, monkeypatch):
+    """Items from several articles need the issue or day they are gathered from (the question's,
+    the conversation's or the filter's); a question that names none asks about one article, and
+    its items are in that article's sentences. LIST_MARGIN is opened so that every article of the
+    issue qualifies: the rule, not the margin, decides."""
+    import qa.answer as answer_module
+
+    monkeypatch.setattr(answer_module, "LIST_MARGIN", 1.0)
+    answerer = Answerer(retriever, model=NotFoundModel(weights={}, bias=10.0, mean={}, scale={}))
+    named = answerer.ask("2021年11月30日衡阳日报头版报道了哪些会议？")
+    assert len(named.answer.split("\n")) >= 2 and _ITEM.match(named.answer), named.answer
+    unnamed = answerer.ask("秦国文在雁峰区调研时先后深入了哪些企业？")
+    assert not _ITEM.match(unnamed.answer) and "衡变公司" in unnamed.answer, unnamed.answer
+
+
+def test_a_sentence_that_restates_the_question_around_the_asked_for_number_comes_first(retriever):
+    """RESTATE_COST spares a sentence that states a number, date or rank the question asks for:
+    '衡阳在该榜单中位列第88位' restates the question's words around the one new thing, its value."""
+    answerer = Answerer(retriever, model=NotFoundModel(weights={}, bias=10.0, mean={}, scale={}))
+    result = answerer.ask("衡阳在先进制造业百强市榜单中排第几？")
+    assert "第88位" in result.pieces[0], result.answer
