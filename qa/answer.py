@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qa.answerability import (ASKS_LIST, QUESTION_WORD, VALUE_PATTERNS, Answerability, NotFoundModel, asked_value,
-                              assess, missing_share, slot_terms, value_stated)
+from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, asked_value, assess,
+                              missing_share, slot_terms, value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -67,6 +67,7 @@ MAX_SENTENCES = 6
 # (0.02-0.2, with at most 4 or 6 sentences): 0.1 with 6 quoted the evidence in 54 of 59 against
 # 52, and lost none; 0.2 lost factoid answers that restate the question around their value.
 RESTATE_COST = 0.1
+NUMERIC_KINDS = frozenset({"year", "date", "quantity"})  # whose value spares a sentence RESTATE_COST
 # Composing only: a question that asks what was said, decided or discussed ('提出了什么要求',
 # '主要讲了什么', '谈了哪些打算') is answered by what follows the sentence that introduces it
 # ('朱健强调,…' → '要树立机遇意识,…'; a lede → '会议集中学习了…'): news states the speaker or the
@@ -195,7 +196,7 @@ def _composing_values(sentences: list["_Sentence"], question: str) -> dict[int, 
     asked = fold(question)
     # a sentence that restates the question around the number, date or rank it asks for
     # ('衡阳在该榜单中位列第88位' for '衡阳在…榜单中排第几') says what is new: the value
-    numeric = asked_value(question) in VALUE_PATTERNS
+    numeric = asked_value(question) in NUMERIC_KINDS
     value = {id(s): s.score - RESTATE_COST * _restates(asked, s.text) * (not (numeric and s.value))
              + HEADING_COST * s.informs for s in sentences}
     if not asks_content(question):
@@ -457,9 +458,12 @@ class Answerer:
         """One item per article of the issue (or day) the question is about that scores nearly as
         well as the best one, best first, each with its own marker. An item is the article's lede
         (what the article reports), cut to the clauses that matter. A single matching article is
-        answered like any other question, and so is a question that names no day or issue (nor
-        does the conversation or a filter): its items are in one article ('市长要求对接哪些战略')."""
-        if not (date_from or date_to or query.date_from or query.issue or MONTH_DAY.search(query.search_text)):
+        answered like any other question, and so is a question that names no day or issue (and
+        has none from the conversation or a filter): its items are in one article
+        ('市长要求对接哪些战略')."""
+        # the question's own month and day, not the conversation's words (a date it carries arrives
+        # as query.date_from): '他还强调了哪些要求？' after '12月14日…' asks about one article
+        if not (date_from or date_to or query.date_from or query.issue or MONTH_DAY.search(query.question)):
             return self._compose(query, hits, sentences)  # no day named: the items are within an article
         anchor = hits[sentences[0].passage]  # the issue of the best sentence, not of the best passage
         relevance, leads = self._articles(query, anchor, hits, qvec, weights, date_from, date_to)
@@ -479,10 +483,11 @@ class Answerer:
 
     def _articles(self, query: Query, anchor: Hit, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
                   date_from: str | None, date_to: str | None) -> tuple[dict[str, float], dict[str, tuple[Hit, str]]]:
-        """For the articles of the issue or day the question is about (that of `anchor`, the passage
-        of the best sentence, when it names an issue-less day): each article's relevance (its best sentence's score) and its lede
-        (the opening passage and its first sentence; the best sentence when the opening passage
-        is not among the retrieved)."""
+        """For the articles of the issue or day the question is about (for a day without a year,
+        which the paper may report a day later, the issue of `anchor`, the passage of the best
+        sentence): each article's relevance (its best sentence's score) and its lede (the opening
+        passage and its first sentence; the best sentence when the opening passage is not among
+        the retrieved)."""
         pool = self.retriever.search(query, top_k=max(LIST_POOL, len(hits)), date_from=date_from, date_to=date_to)
         named = date_from or date_to or query.date_from or query.issue
         scope = {h.issue_id for h in pool} if named else {anchor.issue_id}

@@ -105,10 +105,11 @@ _ASKS = {
     "year": re.compile(r"哪[一]?年"),
     "date": re.compile(r"哪[一]?[天日]|何时|什么时候|(?:什么|哪一?段)时间|哪个月|几[月号时]|日期"),
     "quantity": re.compile(rf"多少|(?<!哪)几[{_MEASURES}成十百千万亿年天级]|第几|多大|比重|比例"),
-    # '哪些市领导' asks for people (the place word qualifies a role)
-    "person": re.compile(r"谁|哪位|何人|什么人|什么名字|(?:哪|什么)[些位个名]?[\u4e00-\u9fff]?(?:领导|负责人|官员|干部|嘉宾)"),
+    # '哪些市领导' asks for people (the place word qualifies a role); '什么领导小组' does not
+    "person": re.compile(r"谁|哪位|何人|什么人|什么名字|(?:哪|什么)[些位个名]?(?:[省市县区乡镇村局]级?|外国|党员)?"
+                         r"(?:领导(?!小组|体制|机制|班子)|负责人|官员|干部|嘉宾)"),
     "organisation": re.compile(r"哪(?:家|个|些)?(?:公司|企业|单位|机构|部门)"),
-    "place": re.compile(r"(?:哪|什么)(?:座|个|些)?(?:外地)?(?:城市|地方|地点|国家|省|市|县|区|片区)(?!层面|级)"
+    "place": re.compile(r"(?:哪|什么)(?:座|个|些)?(?:外地)?(?:城市|地方|地点|国家|省|市|县|区|片区)(?!层面|级(?!市))"
                         r"|在哪[里儿]?(?:举[办行]|召开)|哪国"),
     "document": re.compile(r"(?:哪|什么)[份部项些个]?[\u4e00-\u9fff]{0,2}?(?:文件|协议|报告|条例|意见|方案|通知|讲话|文章)"),
     "reason": re.compile(r"为什么|为何|什么原因|原因是什么"),
@@ -130,7 +131,7 @@ _COPULA = frozenset("是 有 在 为 的 了 和 与 同 要 将 会 能 对".sp
 # Both belong to the question phrase ('什么时候' + '生效'), as a measure word does ('多少项' +
 # '专项行动', whatever tag jieba gives '项'): the slot is looked for beyond them.
 _ANSWER_FORM = frozenset("全称 简称 名称 名字 内容 时候 时间 日期 地点 地方".split())
-VALUE_PATTERNS = {
+_VALUES = {
     "year": re.compile(r"\d{4}\s*年|[今去明前]年"),
     "date": re.compile(r"\d{1,2}\s*[月日号]|[一二三四五六七八九十]+月|[上中下]旬|\d+[:：]\d+"),
     # a count in words before what it counts ('三批', '四年'); '一批', '一场' are no count; nor
@@ -181,8 +182,8 @@ def value_stated(question: str, sentence: str) -> bool:
         return True
     asked = fold(question)
     sentence = without_own_lines(sentence)
-    if kind in VALUE_PATTERNS:
-        return any(m.group().strip() not in asked for m in VALUE_PATTERNS[kind].finditer(sentence))
+    if kind in _VALUES:
+        return any(m.group().strip() not in asked for m in _VALUES[kind].finditer(sentence))
     if kind == "organisation" and any(not any(n in asked for n in names) for names in organisation_names(sentence)):
         return True
     return any(flag.startswith(_VALUE_TAGS[kind]) and len(word) >= 2 and word not in asked

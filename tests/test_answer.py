@@ -321,7 +321,10 @@ def test_documents_reasons_and_places_are_kinds_of_value_too():
     assert asked_value("大会在什么地方召开？") == asked_value("调研组到哪些外地城市考察？") == "place"
     # a place word before a role or a level qualifies it: people, or no kind at all
     assert asked_value("哪些市领导出席了签约仪式？") == asked_value("哪位区负责人介绍了情况？") == "person"
+    assert asked_value("哪些市级领导出席了签约仪式？") == "person"
     assert asked_value("要求衡阳对接哪些国家层面的发展战略？") is None
+    assert asked_value("成立了什么领导小组？") is None  # a body, not people
+    assert asked_value("衡阳代管哪个县级市？") == "place"
 
 
 def test_the_form_of_the_answer_is_no_slot_the_page_must_state():
@@ -420,6 +423,12 @@ def test_a_list_across_articles_is_gathered_from_a_named_day_only(retriever, mon
     assert len(named.answer.split("\n")) >= 2 and _ITEM.match(named.answer), named.answer
     unnamed = answerer.ask("秦国文在雁峰区调研时先后深入了哪些企业？")
     assert not _ITEM.match(unnamed.answer) and "衡变公司" in unnamed.answer, unnamed.answer
+    day = answerer.ask("秦国文8月18日那天都有哪些活动？")  # a day without a year still gathers
+    assert len(day.answer.split("\n")) >= 2 and _ITEM.match(day.answer), day.answer
+    # a day in the conversation's words is not the follow-up's: it asks about the article at hand
+    history = [Turn("user", "12月14日市长朱健征求意见时提出了什么要求？"), Turn("assistant", "…")]
+    follow_up = answerer.ask("他还强调了哪些要求？", history)
+    assert not _ITEM.match(follow_up.answer), follow_up.answer
 
 
 def test_a_sentence_that_restates_the_question_around_the_asked_for_number_comes_first(retriever):
