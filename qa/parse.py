@@ -287,9 +287,13 @@ _FURNITURE = re.compile(
     r"|(?:" + _DUTY_LABEL.pattern + r")(?:\s*[:：]?\s*[\u4e00-\u9fff]{2,4})?"
 )
 _PERSON_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
+# A credit line that ends a story ('编辑：徐瑞霞', '(责任编辑:admin)', '来源：江淮晨报'): it never
+# opens the next story's heading, however short it is.
+_CREDIT_LINE = re.compile(r"[（(]?\s*(?:本期|本文|责任|执行|实习)?(?:编辑|责编|来源|供稿|稿件来源|审核|作者)\s*[:：|丨]")
 
 _HEADING_MAX = 120  # kicker/headline/subtitle lines seen in print run up to ~80 characters
 _SUBHEAD_MAX = 40
+_EXCLAIMED_MAX = 50  # an exclaimed headline (`_exclaimed_heading`) is a line, not a paragraph
 _GROUP_MAX = 5  # kicker + headline + subtitle(s) + column tag
 _COUPLET_MAX = 14  # each half of a two-line headline ('领导干部带头学' / '全员覆盖深入学')
 # A column / series tag: a quoted or bracketed name with a number ('“2022年人大工作回眸”①').
@@ -380,6 +384,16 @@ def _heading_like(s: str, *, strict: bool) -> bool:
     if strict and _CLAUSE_PUNCT.search(s):
         return False
     return not _starts_body(s)
+
+
+def _exclaimed_heading(s: str) -> bool:
+    """A headline that '！' or '？' part or end ('贸易大棒引众怒！ 美国这次真是…'): heading-like once
+    they are taken out, and short. Print rarely exclaims in a headline and web news often does;
+    such a line is read as one only directly above a byline (`_PageParser`), where no prose stands.
+
+    Usage: ``_exclaimed_heading("最新通报！2死5伤！")`` → True"""
+    bare = re.sub(r"[！？!?]+", " ", s).strip()
+    return bare != s.strip() and len(s) <= _EXCLAIMED_MAX and _heading_like(bare, strict=False)
 
 
 def _starts_body(s: str) -> bool:
@@ -677,6 +691,11 @@ class _PageParser:
         self.loose = [_heading_like(ln.core, strict=False) or ln.md_level > 0 for ln in lines]
         self.strict = [_heading_like(ln.core, strict=True) for ln in lines]
         self.body_start = [bool(ln.core) and _starts_body(ln.core) for ln in lines]
+        for k, line in enumerate(lines):
+            if _CREDIT_LINE.match(line.core):
+                self.loose[k] = self.strict[k] = False
+            elif k + 1 < self.n and self.body_start[k + 1] and _exclaimed_heading(line.core):
+                self.loose[k] = True  # a short exclaimed line right above a byline: its headline
         self.reporter = [bool(ln.core) and _is_reporter_line(ln.core) for ln in lines]
         self.marker_only = [ln.is_marker_only for ln in lines]
         self.articles: list[Article] = []

@@ -451,3 +451,21 @@ def test_a_page_body_bounds_its_masthead_date_from_below():
     body = text[text.index("## 习近平会见俄罗斯总理米舒斯京"):]
     issue = parse_text(body, source="x.txt", checksum="0", encoding="utf-8").issue
     assert (issue.date, issue.date_source) == ("2023-12-20", "inferred")
+
+
+def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_story():
+    """Web-sourced stories exclaim in headlines and end in credit lines: the exclaimed line right
+    above a byline is the next story's headline, and the credit line stays with the story it ends
+    (it never opens a heading group)."""
+    text = ("市区道路改造工程完工\n"
+            "本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
+            "改造后通行时间缩短一半。\n"
+            "编辑：张三\n"
+            "\n"
+            "暴雨突袭！ 城区多处积水\n"
+            "本报讯（记者 李四）6月1日，城区遭遇强降雨，多处路段积水。\n"
+            "市排水部门连夜抢排。\n")
+    first, second = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert first.headline == "市区道路改造工程完工"
+    assert (second.kicker, second.headline, second.subtitle) == (None, "暴雨突袭！ 城区多处积水", None)
+    assert "编辑：张三" not in (second.headline or "") + (second.kicker or "")
