@@ -288,8 +288,8 @@ _FURNITURE = re.compile(
 )
 _PERSON_NAME = re.compile(r"[\u4e00-\u9fff]{2,4}")
 # A credit line that ends a story ('编辑：徐瑞霞', '(责任编辑:admin)', '来源：江淮晨报'): it never
-# opens the next story's heading, however short it is.
-_CREDIT_LINE = re.compile(r"[（(]?\s*(?:本期|本文|责任|执行|实习)?(?:编辑|责编|来源|供稿|稿件来源|审核|作者)\s*[:：|丨]")
+# opens the next story's heading group, however short it is (below a headline it may stand in one).
+_CREDIT_LINE = re.compile(r"[（(]?\s*(?:本期|本文|责任|执行|实习)?(?:编辑|责编|来源|供稿|稿件来源|审核)\s*[:：|丨]")
 
 _HEADING_MAX = 120  # kicker/headline/subtitle lines seen in print run up to ~80 characters
 _SUBHEAD_MAX = 40
@@ -691,11 +691,10 @@ class _PageParser:
         self.loose = [_heading_like(ln.core, strict=False) or ln.md_level > 0 for ln in lines]
         self.strict = [_heading_like(ln.core, strict=True) for ln in lines]
         self.body_start = [bool(ln.core) and _starts_body(ln.core) for ln in lines]
-        for k, line in enumerate(lines):
-            if _CREDIT_LINE.match(line.core):
-                self.loose[k] = self.strict[k] = False
-            elif k + 1 < self.n and self.body_start[k + 1] and _exclaimed_heading(line.core):
-                self.loose[k] = True  # a short exclaimed line right above a byline: its headline
+        self.credit = [bool(_CREDIT_LINE.match(ln.core)) for ln in lines]
+        for k, line in enumerate(lines[:-1]):  # a short exclaimed line right above a byline: its headline
+            if self.body_start[k + 1] and not self.credit[k] and _exclaimed_heading(line.core):
+                self.loose[k] = True
         self.reporter = [bool(ln.core) and _is_reporter_line(ln.core) for ln in lines]
         self.marker_only = [ln.is_marker_only for ln in lines]
         self.articles: list[Article] = []
@@ -754,7 +753,7 @@ class _PageParser:
                     break
                 j += 1
             return j
-        if not self.loose[i]:
+        if not self.loose[i] or self.credit[i]:
             return None
         j = i
         while j < self.n and j - i < _GROUP_MAX and self.loose[j] and not lines[j].md_level:
@@ -772,6 +771,8 @@ class _PageParser:
 
     def _subhead_run(self, i: int) -> int:
         """End of a run of short heading lines from i that is followed by prose (i when none)."""
+        if self.credit[i]:
+            return i
         j = i
         while j < self.n and j - i < _GROUP_MAX and self.strict[j]:
             j += 1

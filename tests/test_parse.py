@@ -469,3 +469,17 @@ def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_stor
     assert first.headline == "市区道路改造工程完工"
     assert (second.kicker, second.headline, second.subtitle) == (None, "暴雨突袭！ 城区多处积水", None)
     assert "编辑：张三" not in (second.headline or "") + (second.kicker or "")
+
+
+def test_a_source_line_below_a_headline_stays_in_its_heading():
+    """A credit line only never *opens* a heading group: below a headline ('来源：新华社') it
+    belongs to that story's heading, and the headline is not taken for the last story's."""
+    text = ("市区道路改造工程完工\n"
+            "本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
+            "\n"
+            "湘江两岸灯光秀今晚亮灯\n"
+            "来源：新华社\n"
+            "今晚起，湘江两岸将上演灯光秀，市民可在沿江风光带观赏。\n")
+    first, second = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert first.headline == "市区道路改造工程完工"
+    assert second.headline == "湘江两岸灯光秀今晚亮灯"
