@@ -11,9 +11,10 @@ without splits), sets the threshold so that at most 5 % of the answerable fit qu
 wrongly "not found" by models that did not see them (10-fold out-of-fold probabilities; the
 fitted model's own probabilities of its training questions are optimistic: over 40 random
 halvings of the five files, with the features shipped before issue #11's last round, its
-threshold gave 6.0 % wrongly "not found" on the other half, the out-of-fold one 4.8 %), writes the model and prints, per file and split, precision and recall of
-"not found" and answerable questions wrongly "not found", then the threshold's trade-off on the
-held-out (``"test"``) questions.
+threshold gave 6.0 % wrongly "not found" on the other half, the out-of-fold one 4.8 %), writes
+the model and prints, per file and split, precision and recall of "not found" and answerable
+questions wrongly "not found", then the threshold's trade-off on the held-out (``"test"``)
+questions.
 
     PYTHONPATH=. python eval/fit_not_found.py --index /tmp/idx --dry-run      # print only
     PYTHONPATH=. python eval/fit_not_found.py --from-dump feats.json --cv 5   # compare feature sets

@@ -463,10 +463,11 @@ class Answerer:
         ('市长要求对接哪些战略')."""
         # the question's own month and day, not the conversation's words (a date it carries arrives
         # as query.date_from): '他还强调了哪些要求？' after '12月14日…' asks about one article
-        if not (date_from or date_to or query.date_from or query.issue or MONTH_DAY.search(query.question)):
+        named = bool(date_from or date_to or query.date_from or query.issue)
+        if not (named or MONTH_DAY.search(query.question)):
             return self._compose(query, hits, sentences)  # no day named: the items are within an article
         anchor = hits[sentences[0].passage]  # the issue of the best sentence, not of the best passage
-        relevance, leads = self._articles(query, anchor, hits, qvec, weights, date_from, date_to)
+        relevance, leads = self._articles(query, anchor, named, hits, qvec, weights, date_from, date_to)
         top = max(relevance.values(), default=0.0)
         chosen = [a for a, r in sorted(relevance.items(), key=lambda x: -x[1]) if r >= top - LIST_MARGIN]
         if len(chosen) < 2:
@@ -481,15 +482,14 @@ class Answerer:
         pieces[-1] = pieces[-1].rstrip("\n")
         return AnswerResult(query.question, "".join(pieces), False, citations, query, pieces=pieces)
 
-    def _articles(self, query: Query, anchor: Hit, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
-                  date_from: str | None, date_to: str | None) -> tuple[dict[str, float], dict[str, tuple[Hit, str]]]:
-        """For the articles of the issue or day the question is about (for a day without a year,
-        which the paper may report a day later, the issue of `anchor`, the passage of the best
-        sentence): each article's relevance (its best sentence's score) and its lede (the opening
+    def _articles(self, query: Query, anchor: Hit, named: bool, hits: list[Hit], qvec: np.ndarray,
+                  weights: dict[str, float], date_from: str | None, date_to: str | None) -> tuple[dict[str, float], dict[str, tuple[Hit, str]]]:
+        """For the articles of the issue or day the question is about (every issue of the pool
+        when a date, issue or filter is `named`; for a day without a year, which the paper may
+        report a day later, the issue of `anchor`, the passage of the best sentence): each article's relevance (its best sentence's score) and its lede (the opening
         passage and its first sentence; the best sentence when the opening passage is not among
         the retrieved)."""
         pool = self.retriever.search(query, top_k=max(LIST_POOL, len(hits)), date_from=date_from, date_to=date_to)
-        named = date_from or date_to or query.date_from or query.issue
         scope = {h.issue_id for h in pool} if named else {anchor.issue_id}
         per_article: dict[str, list[Hit]] = {}
         for h in pool:

@@ -453,12 +453,15 @@ def test_a_page_body_bounds_its_masthead_date_from_below():
     assert (issue.date, issue.date_source) == ("2023-12-20", "inferred")
 
 
+# A story for the pages below to open with: headline, byline, body.
+_ROAD_STORY = "市区道路改造工程完工\n本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
+
+
 def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_story():
     """Web-sourced stories exclaim in headlines and end in credit lines: the exclaimed line right
     above a byline is the next story's headline, and the credit line stays with the story it ends
     (it never opens a heading group)."""
-    text = ("市区道路改造工程完工\n"
-            "本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
+    text = (_ROAD_STORY +
             "改造后通行时间缩短一半。\n"
             "编辑：张三\n"
             "\n"
@@ -474,8 +477,7 @@ def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_stor
 def test_a_source_line_below_a_headline_stays_in_its_heading():
     """A credit line only never *opens* a heading group: below a headline ('来源：新华社') it
     belongs to that story's heading, and the headline is not taken for the last story's."""
-    text = ("市区道路改造工程完工\n"
-            "本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
+    text = (_ROAD_STORY +
             "\n"
             "湘江两岸灯光秀今晚亮灯\n"
             "来源：新华社\n"
