@@ -46,6 +46,7 @@ import tempfile
 import threading
 import uuid
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Callable
 
@@ -680,7 +681,7 @@ class FaissIndex:
         if not len(rows):
             return None
         # the store answers terms it has seen from its writer-session cache
-        return rows, self.store.term_ids(tx, {t for toks in rows.tokens for t in toks})
+        return rows, self.store.term_ids(tx, set(chain.from_iterable(rows.tokens)))
 
     def commit(self, staged) -> None:
         """Buffer a committed page; a new segment is flushed every FLUSH_ROWS passages."""
@@ -691,7 +692,9 @@ class FaissIndex:
         buf = self._buffer
         buf.vec_ids.append(np.asarray(rows.vec_ids, dtype=np.int64))
         buf.vectors.append(rows.vectors)
-        buf.docs.extend(np.fromiter((ids[t] for t in toks), np.int32, len(toks)) for toks in rows.tokens)
+        lengths = [len(toks) for toks in rows.tokens]  # one pass over the page's tokens, then cut
+        flat = np.fromiter(map(ids.__getitem__, chain.from_iterable(rows.tokens)), np.int32, sum(lengths))
+        buf.docs.extend(np.split(flat, np.cumsum(lengths[:-1])))
         buf.dates.extend(rows.dates)
         buf.issue_nos.extend(rows.issue_nos)
         if buf.rows >= FLUSH_ROWS:

@@ -244,12 +244,27 @@ class TermCache:
     and taken out again if it rolls back, since SQLite hands a rolled-back id to the next new
     term. Bounded: emptied when it passes `limit` terms at a commit (then filled again).
 
+    `complete` while it holds every stored term (filled from the whole table, or the table was
+    emptied and refilled through it): then a term it does not know is new, and is inserted
+    without first being looked up.
+
     Usage: ``cache.begin(); cache.add({"衡阳": 7}); cache.commit(); cache.lookup(["衡阳"])``"""
 
     def __init__(self, limit: int = 500_000):
         self.limit = limit
         self.ids: dict[str, int] = {}
         self.layers: list[list[str]] = []  # per open transaction / savepoint: the terms it added
+        self.complete = False
+        self._complete_at_commit = False  # the table was emptied in the open transaction
+
+    def fill(self, rows) -> None:
+        """Take every stored (term, id) row, read outside any transaction: the cache is complete."""
+        self.ids = dict(rows)
+        self.complete = True
+
+    def stale(self) -> None:
+        """Terms were stored past the cache (copied rows): unknown terms must be looked up."""
+        self.complete = self._complete_at_commit = False
 
     def lookup(self, terms) -> tuple[dict[str, int], list[str]]:
         """(ids of the terms known here, the terms that are not)."""
@@ -273,17 +288,24 @@ class TermCache:
         added = self.layers.pop() if self.layers else []
         if self.layers:
             self.layers[-1].extend(added)
-        elif len(self.ids) > self.limit:
+            return
+        if self._complete_at_commit:
+            self.complete, self._complete_at_commit = True, False
+        if len(self.ids) > self.limit:
             self.ids.clear()
+            self.complete = False
 
     def rollback(self) -> None:
         for term in self.layers.pop() if self.layers else []:
             self.ids.pop(term, None)
+        self._complete_at_commit = False  # whatever emptied the table may be undone with it
 
     def clear(self) -> None:
+        """The stored terms are deleted in the open transaction: complete once it commits."""
         self.ids.clear()
         for layer in self.layers:
             layer.clear()
+        self.complete, self._complete_at_commit = False, True
 
 
 class Store(ABC):
@@ -366,11 +388,19 @@ class Store(ABC):
 
         Usage: ``with store.writer_lock(): ...``"""
         with self._writer_lock():
-            self._terms = TermCache()
+            self._terms = self._term_cache()
             try:
                 yield
             finally:
                 self._terms = None
+
+    def _term_cache(self) -> TermCache:
+        """The writer's term cache, filled with every stored term when they are few enough to
+        hold (new terms then need no lookup: ingest's writer is what a GPU waits on)."""
+        cache = TermCache()
+        if self.conn.execute("SELECT count(*) FROM terms").fetchone()[0] <= cache.limit:
+            cache.fill(self.conn.execute("SELECT term, id FROM terms"))
+        return cache
 
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[Any]:
@@ -483,13 +513,12 @@ class Store(ABC):
             return self._term_ids_sql(tx, terms, add)
         found, unknown = cache.lookup(terms)
         if unknown:
-            new = self._term_ids_sql(tx, unknown, add)
+            new = self._insert_terms(tx, unknown) if cache.complete else self._term_ids_sql(tx, unknown, add)
             cache.add(new)
             found.update(new)
         return found
 
-    @staticmethod
-    def _term_ids_sql(tx: Any, terms: set[str] | list[str], add: bool) -> dict[str, int]:
+    def _term_ids_sql(self, tx: Any, terms: set[str] | list[str], add: bool) -> dict[str, int]:
         terms = list(set(terms))
         found: dict[str, int] = {}
         for k in range(0, len(terms), 500):
@@ -497,10 +526,19 @@ class Store(ABC):
             marks = ",".join("?" * len(part))
             found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({marks})", part).fetchall())
             new = [t for t in part if t not in found]
-            if add and new:  # then the ids of the new terms alone
-                tx.executemany("INSERT INTO terms (term) VALUES (?)", [(t,) for t in new])
-                found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(new))})",
-                                        new).fetchall())
+            if add and new:
+                found.update(self._insert_terms(tx, new))
+        return found
+
+    def _insert_terms(self, tx: Any, terms: list[str]) -> dict[str, int]:
+        """Store terms known to be new (inside `tx`) and return their ids: here the store numbers
+        them and they are read back."""
+        found: dict[str, int] = {}
+        for k in range(0, len(terms), 500):
+            part = terms[k:k + 500]
+            tx.executemany("INSERT INTO terms (term) VALUES (?)", [(t,) for t in part])
+            found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(part))})",
+                                    part).fetchall())
         return found
 
     def remove_page(self, tx: Any, source_or_id: str) -> bool:
@@ -778,6 +816,8 @@ class Store(ABC):
     def load_rows(self, tx: Any, table: str, rows: list[tuple]) -> None:
         """Insert rows as `dump_rows` gives them (inside `tx`); ids are kept as they are."""
         _, columns = TABLES[table]
+        if table == "terms" and self._terms is not None:
+            self._terms.stale()
         if rows:
             tx.executemany(f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
                            f'VALUES ({",".join("?" * len(columns))})', rows)

@@ -249,6 +249,45 @@ def test_the_writers_term_cache_holds_only_committed_ids(url, tmp_path):
         assert store.term_ids(spy, ["甲"]) == {"甲": renumbered["甲"]} and spy.statements > 0
 
 
+def test_a_writer_that_holds_every_stored_term_inserts_new_ones_unlooked_and_stays_exact(url, tmp_path):
+    store = open_store(tmp_path / "index", url)
+    with store.transaction() as tx:  # stored before the writer starts: its cache reads them all
+        old = store.term_ids(tx, ["甲", "乙"])
+    with store.writer_lock():
+        with store.transaction() as tx:  # a new term is inserted and numbered, never looked up first
+            spy = _CountingTx(tx)
+            handed = store.term_ids(spy, ["甲", "丙"])
+            assert handed["甲"] == old["甲"] and spy.statements == 2
+        with store.transaction() as tx:  # rows copied past the cache (qa migrate)
+            store.load_rows(tx, "terms", [(999, "己")])
+        with store.transaction() as tx:
+            handed |= store.term_ids(tx, ["己", "庚"])
+    with store.writer_lock():  # a new writer reads every term again
+        with store.transaction() as tx:  # a clear undone alone (its savepoint), the transaction kept
+            with pytest.raises(RuntimeError), store.savepoint(tx):
+                store.clear(tx)
+                raise RuntimeError("rolled back")
+        with store.transaction() as tx:
+            handed |= store.term_ids(tx, ["甲", "癸"])
+    with store.writer_lock():
+        with pytest.raises(RuntimeError), store.transaction() as tx:  # a --rebuild undone
+            store.clear(tx)
+            store.term_ids(tx, ["丁"])
+            raise RuntimeError("rolled back")
+        with store.transaction() as tx:  # the terms are back and keep their ids
+            handed |= store.term_ids(tx, ["甲", "乙", "戊"])
+        assert handed["己"] == 999 and handed["乙"] == old["乙"]
+        assert handed == dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+        with store.transaction() as tx:  # a --rebuild that commits: the new ids are all there is
+            store.clear(tx)
+            renumbered = store.term_ids(tx, ["辛", "甲"])
+        with store.transaction() as tx:  # and the writer knows them all again
+            spy = _CountingTx(tx)
+            renumbered |= store.term_ids(spy, ["壬", "甲"])
+            assert spy.statements == 2
+        assert renumbered == dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+
+
 def test_pages_share_a_transaction_and_each_stays_all_or_nothing(url, tmp_path, seed_vectors):
     archive = Archive(tmp_path / "index", store=open_store(tmp_path / "index", url))
     store = archive.store
