@@ -242,28 +242,42 @@ class TermCache:
     """The writer's term → id map: ids committed by its own transactions (and terms it found
     stored). Ids handed out inside a transaction or savepoint are logged in a layer of their own
     and taken out again if it rolls back, since SQLite hands a rolled-back id to the next new
-    term. Bounded: emptied when it passes `limit` terms at a commit (then filled again).
+    term. Bounded: emptied when it passes `limit` terms at a commit (then it fills again as
+    terms are looked up, and is no longer complete).
 
-    `complete` while it holds every stored term (filled from the whole table, or the table was
-    emptied and refilled through it): then a term it does not know is new, and is inserted
-    without first being looked up.
+    `complete` while it holds every stored term (filled from the whole table by `fill`, or the
+    table was emptied and refilled through it): then a term it does not know is new, and is
+    inserted without first being looked up.
 
     Usage: ``cache.begin(); cache.add({"衡阳": 7}); cache.commit(); cache.lookup(["衡阳"])``"""
 
-    def __init__(self, limit: int = 500_000):
-        self.limit = limit
+    LIMIT = 500_000
+    # The most stored terms `Store` reads in at a writer's start (~0.15 s, ~7 MB): reading costs
+    # more than the lookups it saves unless tens of thousands of passages follow, so a large
+    # archive's writer looks new terms up (bulk loads into an empty or small archive skip that).
+    FILL_LIMIT = 50_000
+
+    def __init__(self, limit: int | None = None):
+        self.limit = limit or self.LIMIT
         self.ids: dict[str, int] = {}
         self.layers: list[list[str]] = []  # per open transaction / savepoint: the terms it added
         self.complete = False
         self._complete_at_commit = False  # the table was emptied in the open transaction
+        self.checked = False  # whether the store has been asked to `fill` it
 
     def fill(self, rows) -> None:
-        """Take every stored (term, id) row, read outside any transaction: the cache is complete."""
+        """Take every stored (term, id) row: the cache is complete. The rows must be the
+        committed table, read while no transaction of the writer is open.
+
+        Usage: ``cache.fill(conn.execute("SELECT term, id FROM terms"))``"""
+        assert not self.layers, "filled inside a transaction"
         self.ids = dict(rows)
         self.complete = True
 
-    def stale(self) -> None:
-        """Terms were stored past the cache (copied rows): unknown terms must be looked up."""
+    def mark_incomplete(self) -> None:
+        """Terms were stored past the cache (rows copied in): unknown terms must be looked up.
+
+        Usage: ``cache.mark_incomplete()``"""
         self.complete = self._complete_at_commit = False
 
     def lookup(self, terms) -> tuple[dict[str, int], list[str]]:
@@ -346,6 +360,8 @@ class Store(ABC):
         Usage: ``with store.transaction() as tx: store.remove_page(tx, "01")``"""
         terms = self._terms
         if terms is not None:
+            if not terms.checked and not terms.layers:
+                self._fill_term_cache(terms)
             terms.begin()
         try:
             with self._transaction() as tx:
@@ -370,12 +386,19 @@ class Store(ABC):
         try:
             yield tx
         except BaseException:
-            tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            try:
+                tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                tx.execute(f"RELEASE SAVEPOINT {name}")
+            finally:  # the layer goes even if the connection is lost: the cache's layers stay paired
+                if terms is not None:
+                    terms.rollback()
+            raise
+        try:
             tx.execute(f"RELEASE SAVEPOINT {name}")
+        except BaseException:
             if terms is not None:
                 terms.rollback()
             raise
-        tx.execute(f"RELEASE SAVEPOINT {name}")
         if terms is not None:
             terms.commit()
 
@@ -388,19 +411,22 @@ class Store(ABC):
 
         Usage: ``with store.writer_lock(): ...``"""
         with self._writer_lock():
-            self._terms = self._term_cache()
+            self._terms = TermCache()
             try:
                 yield
             finally:
                 self._terms = None
 
-    def _term_cache(self) -> TermCache:
-        """The writer's term cache, filled with every stored term when they are few enough to
-        hold (new terms then need no lookup: ingest's writer is what a GPU waits on)."""
-        cache = TermCache()
-        if self.conn.execute("SELECT count(*) FROM terms").fetchone()[0] <= cache.limit:
+    def _fill_term_cache(self, cache: TermCache) -> None:
+        """Fill the writer's term cache with every stored term when there are at most
+        `TermCache.FILL_LIMIT` (new terms then need no lookup: ingest's writer is what a GPU
+        waits on). Called once, before the writer's first transaction, so that it reads the
+        committed table (and a writer lock taken only to check for another writer reads nothing)."""
+        cache.checked = True
+        held = self.conn.execute("SELECT count(*) FROM (SELECT 1 FROM terms LIMIT ?) AS t",
+                                 (cache.FILL_LIMIT + 1,)).fetchone()[0]
+        if held <= cache.FILL_LIMIT:
             cache.fill(self.conn.execute("SELECT term, id FROM terms"))
-        return cache
 
     @abstractmethod
     def _transaction(self) -> AbstractContextManager[Any]:
@@ -504,8 +530,8 @@ class Store(ABC):
 
     def term_ids(self, tx: Any, terms: set[str] | list[str], add: bool = True) -> dict[str, int]:
         """Ids of BM25 terms, giving new terms the next ids when `add` (inside `tx`). While this
-        store holds the writer lock, terms it has seen are answered from memory (`TermCache`)
-        and only the others are looked up.
+        store holds the writer lock, terms it has seen are answered from memory (`TermCache`);
+        the others are looked up, or, when the cache holds every stored term, inserted at once.
 
         Usage: ``with store.transaction() as tx: ids = store.term_ids(tx, ["衡阳", "日报"])``"""
         cache = self._terms if add else None
@@ -532,11 +558,12 @@ class Store(ABC):
 
     def _insert_terms(self, tx: Any, terms: list[str]) -> dict[str, int]:
         """Store terms known to be new (inside `tx`) and return their ids: here the store numbers
-        them and they are read back."""
+        them and they are read back (a term stored meanwhile by a writer that should not exist
+        is read back too, not a failed batch)."""
         found: dict[str, int] = {}
         for k in range(0, len(terms), 500):
             part = terms[k:k + 500]
-            tx.executemany("INSERT INTO terms (term) VALUES (?)", [(t,) for t in part])
+            tx.executemany("INSERT INTO terms (term) VALUES (?) ON CONFLICT (term) DO NOTHING", [(t,) for t in part])
             found.update(tx.execute(f"SELECT term, id FROM terms WHERE term IN ({','.join('?' * len(part))})",
                                     part).fetchall())
         return found
@@ -817,7 +844,7 @@ class Store(ABC):
         """Insert rows as `dump_rows` gives them (inside `tx`); ids are kept as they are."""
         _, columns = TABLES[table]
         if table == "terms" and self._terms is not None:
-            self._terms.stale()
+            self._terms.mark_incomplete()
         if rows:
             tx.executemany(f'INSERT INTO {table} ({", ".join(chr(34) + c + chr(34) for c in columns)}) '
                            f'VALUES ({",".join("?" * len(columns))})', rows)

@@ -152,9 +152,9 @@ class SQLiteStore(Store):
             self._local.conn = None
 
     def _insert_terms(self, tx: sqlite3.Connection, terms: list[str]) -> dict[str, int]:
-        """New terms numbered from the largest stored id on, as SQLite would number them (a write
-        transaction holds the database's write lock: no one else adds terms meanwhile), so they
-        need not be read back."""
+        """New terms numbered from the largest stored id on, as SQLite would number them, so they
+        need not be read back. Only inside a write transaction (`transaction`: BEGIN IMMEDIATE
+        holds the database's write lock, so no one else adds terms meanwhile)."""
         first = tx.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM terms").fetchone()[0]
         ids = dict(zip(terms, range(first, first + len(terms))))
         tx.executemany("INSERT INTO terms (id, term) VALUES (?, ?)", [(i, t) for t, i in ids.items()])

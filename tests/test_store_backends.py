@@ -24,7 +24,7 @@ from qa.index import Archive, IndexBusyError
 from qa.ingest import prepare_page
 from qa.lookup import issue_detail, issue_list
 from qa.parse import PageError, parse_page
-from qa.store import IndexMismatchError, StoreError, open_store, store_exists
+from qa.store import IndexMismatchError, StoreError, TermCache, open_store, store_exists
 
 from conftest import ROOT, SEEDS
 
@@ -286,6 +286,29 @@ def test_a_writer_that_holds_every_stored_term_inserts_new_ones_unlooked_and_sta
             renumbered |= store.term_ids(spy, ["壬", "甲"])
             assert spy.statements == 2
         assert renumbered == dict(store.conn.execute("SELECT term, id FROM terms").fetchall())
+
+
+def test_a_writer_over_a_large_vocabulary_looks_new_terms_up(url, tmp_path, monkeypatch):
+    store = open_store(tmp_path / "index", url)
+    with store.transaction() as tx:
+        old = store.term_ids(tx, ["甲", "乙"])
+    monkeypatch.setattr(TermCache, "FILL_LIMIT", 1)
+    with store.writer_lock(), store.transaction() as tx:
+        spy = _CountingTx(tx)
+        assert store.term_ids(spy, ["甲", "丙"])["甲"] == old["甲"] and spy.statements == 3  # looked up first
+
+
+def test_the_term_cache_is_complete_only_while_it_holds_every_stored_term():
+    cache = TermCache(limit=3)
+    cache.fill([("甲", 1)])
+    cache.begin()
+    cache.add({"乙": 2, "丙": 3})
+    cache.commit()
+    assert cache.complete and cache.lookup(["甲", "丁"]) == ({"甲": 1}, ["丁"])
+    cache.begin()
+    cache.add({"丁": 4})
+    cache.commit()  # past its limit: emptied, and it no longer knows which terms are new
+    assert not cache.complete and cache.lookup(["甲"]) == ({}, ["甲"])
 
 
 def test_pages_share_a_transaction_and_each_stays_all_or_nothing(url, tmp_path, seed_vectors):
