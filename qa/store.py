@@ -383,24 +383,19 @@ class Store(ABC):
         tx.execute(f"SAVEPOINT {name}")
         if terms is not None:
             terms.begin()
+        released = False
         try:
-            yield tx
-        except BaseException:
             try:
+                yield tx
+            except BaseException:
                 tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
                 tx.execute(f"RELEASE SAVEPOINT {name}")
-            finally:  # the layer goes even if the connection is lost: the cache's layers stay paired
-                if terms is not None:
-                    terms.rollback()
-            raise
-        try:
+                raise
             tx.execute(f"RELEASE SAVEPOINT {name}")
-        except BaseException:
+            released = True
+        finally:  # the cache's layer goes however this ends (a lost connection too): layers stay paired
             if terms is not None:
-                terms.rollback()
-            raise
-        if terms is not None:
-            terms.commit()
+                terms.commit() if released else terms.rollback()
 
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
