@@ -486,9 +486,9 @@ class Answerer:
                   weights: dict[str, float], date_from: str | None, date_to: str | None) -> tuple[dict[str, float], dict[str, tuple[Hit, str]]]:
         """For the articles of the issue or day the question is about (every issue of the pool
         when a date, issue or filter is `named`; for a day without a year, which the paper may
-        report a day later, the issue of `anchor`, the passage of the best sentence): each article's relevance (its best sentence's score) and its lede (the opening
-        passage and its first sentence; the best sentence when the opening passage is not among
-        the retrieved)."""
+        report a day later, the issue of `anchor`, the passage of the best sentence): each
+        article's relevance (its best sentence's score) and its lede (the opening passage and its
+        first sentence; the best sentence when the opening passage is not among the retrieved)."""
         pool = self.retriever.search(query, top_k=max(LIST_POOL, len(hits)), date_from=date_from, date_to=date_to)
         scope = {h.issue_id for h in pool} if named else {anchor.issue_id}
         per_article: dict[str, list[Hit]] = {}

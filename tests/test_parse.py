@@ -457,19 +457,23 @@ def test_a_page_body_bounds_its_masthead_date_from_below():
 _ROAD_STORY = "市区道路改造工程完工\n本报讯（记者 王五）5月30日，市区道路改造工程全部完工。\n"
 
 
+def _story_after_the_road_story(tail: str):
+    """The second article of `_ROAD_STORY` + `tail`, once the first has kept its own headline."""
+    first, second = parse_text(_ROAD_STORY + tail, source="x.txt", checksum="0", encoding="utf-8").articles
+    assert first.headline == "市区道路改造工程完工"
+    return second
+
+
 def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_story():
     """Web-sourced stories exclaim in headlines and end in credit lines: the exclaimed line right
     above a byline is the next story's headline, and the credit line stays with the story it ends
     (it never opens a heading group)."""
-    text = (_ROAD_STORY +
-            "改造后通行时间缩短一半。\n"
-            "编辑：张三\n"
-            "\n"
-            "暴雨突袭！ 城区多处积水\n"
-            "本报讯（记者 李四）6月1日，城区遭遇强降雨，多处路段积水。\n"
-            "市排水部门连夜抢排。\n")
-    first, second = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
-    assert first.headline == "市区道路改造工程完工"
+    second = _story_after_the_road_story("改造后通行时间缩短一半。\n"
+                                         "编辑：张三\n"
+                                         "\n"
+                                         "暴雨突袭！ 城区多处积水\n"
+                                         "本报讯（记者 李四）6月1日，城区遭遇强降雨，多处路段积水。\n"
+                                         "市排水部门连夜抢排。\n")
     assert (second.kicker, second.headline, second.subtitle) == (None, "暴雨突袭！ 城区多处积水", None)
     assert "编辑：张三" not in (second.headline or "") + (second.kicker or "")
 
@@ -477,11 +481,8 @@ def test_an_exclaimed_headline_above_a_byline_and_a_credit_line_that_ends_a_stor
 def test_a_source_line_below_a_headline_stays_in_its_heading():
     """A credit line only never *opens* a heading group: below a headline ('来源：新华社') it
     belongs to that story's heading, and the headline is not taken for the last story's."""
-    text = (_ROAD_STORY +
-            "\n"
-            "湘江两岸灯光秀今晚亮灯\n"
-            "来源：新华社\n"
-            "今晚起，湘江两岸将上演灯光秀，市民可在沿江风光带观赏。\n")
-    first, second = parse_text(text, source="x.txt", checksum="0", encoding="utf-8").articles
-    assert first.headline == "市区道路改造工程完工"
+    second = _story_after_the_road_story("\n"
+                                         "湘江两岸灯光秀今晚亮灯\n"
+                                         "来源：新华社\n"
+                                         "今晚起，湘江两岸将上演灯光秀，市民可在沿江风光带观赏。\n")
     assert second.headline == "湘江两岸灯光秀今晚亮灯"
