@@ -503,7 +503,7 @@ class Store(ABC):
             # A teaser has no body: the reader is shown its heading lines, which its passage holds.
             body = art.text if art.text.strip() else "\n".join(
                 p.text for p in passages if p.article_index == art.index)
-            layout = encode_layout(art.paragraphs or art.heading_lines)
+            layout = encode_layout(art.blocks)  # every line the body holds, headings included
             bodies[art.index] = body
             tx.execute(
                 'INSERT INTO articles (id, issue_id, idx, headline, kicker, subtitle, byline, dateline, '

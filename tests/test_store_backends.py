@@ -110,6 +110,17 @@ def test_the_seeds_read_back_exactly_as_the_sqlite_seed_index_holds_them(url, tm
     assert sum((b["texts"] for b in batches), []) == [rows[v].text for v in ids.tolist()]
 
 
+def test_an_article_body_is_read_from_the_page_text_not_kept_twice(url, tmp_path, seed_vectors):
+    archive = Archive(tmp_path / "index", store=open_store(tmp_path / "index", url))
+    write_pages(archive, SEED_FILES, seed_vectors)
+    store = archive.store
+    ids = {i.source: i.id for i in store.issues()}
+    for path in SEED_FILES:  # headings, bylines and paragraphs, as the parser gives the article
+        page = parse_page(path, store.page_name(path))
+        assert [a.body for a in store.articles(ids[page.issue.source])] == [a.text for a in page.articles]
+    assert store.conn.execute("SELECT count(*) FROM articles WHERE body IS NOT NULL").fetchone()[0] == 0
+
+
 def test_replacing_a_page_takes_its_old_passages_out_and_never_reuses_an_id(url, tmp_path, seed_vectors):
     pages = tmp_path / "pages"
     pages.mkdir()
