@@ -148,8 +148,6 @@ class FreeEncoder:
         self.tokenizer, _ = load_tokenizer(folder, self.max_seq_length)
 
     def encode(self, texts: list[str], batch_size: int):
-        import numpy as np
-
         return self.encode_ids(self.tokenizer.encode_batch(texts), batch_size)
 
     def encode_ids(self, ids: list, batch_size: int):

@@ -20,7 +20,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from qa.parse import CLOSING_MARKS, Article, Page, Paragraph
+from qa.parse import CLOSING_MARKS, Page, Paragraph
 
 MAX_CHARS = 500
 

@@ -48,13 +48,16 @@ import uuid
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import faiss
 import numpy as np
 
 from qa.lexical import MAX_SEGMENT_ROWS, LexicalIndex, Postings, passage_tokens
 from qa.search import IndexRows, date_int
+
+if TYPE_CHECKING:  # annotation only: the store hands itself in
+    from qa.store import Store
 
 DERIVED = "derived"
 _KEEP_GENERATIONS = 2  # a server may still be loading the previous one
