@@ -239,7 +239,8 @@ def test_format_report_prints_overall_last_and_the_trade_off():
 
 
 # -- composing: content questions, informative heading lines (issue #11 items 1, 2) ---------------
-from qa.answer import CARRY_COST, CARRY_STEPS, _composing_values, _novel, _Sentence, asks_content  # noqa: E402
+from qa.answer import (CARRY_COST, CARRY_STEPS, _composing_values, _novel, _reading_order, _Sentence,  # noqa: E402
+                       asks_content)
 
 
 def test_questions_that_ask_what_was_said_or_decided():
@@ -285,6 +286,20 @@ def test_a_content_question_quotes_the_points_after_the_sentence_that_introduces
     result = _never_not_found(retriever).ask("秦国文对民生事业提出了什么要求？")
     claim = next(text for text, _ in _claims(result.answer) if "民生事业要以人为本" in text)
     assert "要发挥群众主体作用" in claim, result.answer  # the next point, in reading order, same marker
+
+
+def test_sentences_next_to_each_other_in_the_source_are_quoted_in_reading_order():
+    s3, s4, s5, s9, s1 = (_Sentence(f"句子{k}。", 0, k) for k in (3, 4, 5, 9, 1))
+    assert _reading_order([s5, s9, s3, s4, s1]) == [s3, s4, s5, s1, s9]  # the best one's block first
+    assert _reading_order([s4, s9, s1]) == [s4, s1, s9]  # alone, the best still comes first
+    assert _reading_order([s4, s5, s9]) == [s4, s5, s9]
+
+
+def test_a_record_split_across_sentences_reads_as_printed(retriever):
+    # '时间：…；地点：衡山科学城二期项目；项目完成率：82.7%' is one record in three sentences; the
+    # completion rate scores best, but the place before it belongs with it
+    result = _never_not_found(retriever).ask("云督查平台上显示的衡山科学城二期项目完成了多少？")
+    assert "地点：衡山科学城二期项目；项目完成率：82.7%" in result.answer, result.answer
 
 
 def test_a_heading_line_that_states_what_no_body_sentence_does_is_quoted(retriever):
