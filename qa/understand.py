@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import jieba.posseg as _pseg
 
-from qa.lexical import _ensure_jieba, fold
+from qa.lexical import _ensure_jieba, ascii_digits, fold
 
 _CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
@@ -87,9 +87,9 @@ def date_range(text: str, year_hint: int | None = None) -> tuple[str | None, str
 
 
 def issue_number(text: str) -> str | None:
-    """The issue number a text names (`第18012号` → '18012'), else None."""
+    """The issue number a text names (`第18012号` or `第１８０１２号` → '18012'), else None."""
     m = ISSUE_NO.search(text)
-    return m[1] if m else None
+    return ascii_digits(m[1]) if m else None
 
 
 def _is_follow_up(question: str, words: list[tuple[str, str]]) -> bool:

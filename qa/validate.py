@@ -5,7 +5,7 @@ Usage::
 
     check_date("2021-11-30")            # '2021-11-30'; ValueError for '2021/11/30' or '2021-02-30'
     check_date_range("2021-12-01", "2021-11-01")   # ValueError: the range is reversed
-    check_issue("第18012号")            # '18012'
+    check_issue("第18012号")            # '18012' (full-width digits too: '１８０１２')
     check_top_k(5)                      # 5; ValueError outside TOP_K_MIN..TOP_K_MAX
 """
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 from datetime import date
+
+from qa.lexical import ascii_digits
 
 TOP_K_MIN, TOP_K_MAX = 1, 50
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -23,6 +25,7 @@ def check_date(value: str | None) -> str | None:
     """A YYYY-MM-DD date that exists, or None for no date (None or '')."""
     if value is None or value == "":
         return None
+    value = ascii_digits(value)  # '２０２１-１１-３０' as an input method types it
     if not _DATE.match(value):
         raise ValueError(f"dates are YYYY-MM-DD, not {value!r}")
     try:
@@ -42,7 +45,7 @@ def check_issue(value: str | None) -> str | None:
     """The issue number as printed ('18012'; '第18012号' is accepted too), or None."""
     if value is None or not value.strip():
         return None
-    m = _ISSUE.match(value.strip())
+    m = _ISSUE.match(ascii_digits(value.strip()))
     if not m:
         raise ValueError(f"issue numbers are digits as printed on the masthead, e.g. 18012, not {value!r}")
     return m.group(1)

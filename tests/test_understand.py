@@ -6,6 +6,7 @@ import pytest
 
 from qa.lexical import fold
 from qa.understand import Turn, date_range, issue_number, subjects, tagged, understand
+from qa.validate import check_date, check_issue
 
 # Multi-turn cases: (history as (role, text) pairs, follow-up, a span its top passage should hold).
 
@@ -52,6 +53,14 @@ def test_full_date_month_and_issue_number_become_filters():
     assert date_range("2021年11月的报道") == ("2021-11-01", "2021-11-30")
     assert date_range("2024年2月") == ("2024-02-01", "2024-02-29")
     assert issue_number("第18012号衡阳日报") == "18012"
+
+
+def test_full_width_digits_name_the_same_issue_and_date():
+    # input methods type '第１８０１２号'; the stored issue is '18012', and a filter must match it
+    assert issue_number("第１８０１２号衡阳日报") == "18012"
+    assert understand("第１８０１２号衡阳日报里衡阳排第几？").issue == "18012"
+    assert date_range("２０２１年１１月３０日的头版") == ("2021-11-30", "2021-11-30")
+    assert check_issue("１８０１２") == "18012" and check_date("２０２１-１１-３０") == "2021-11-30"
 
 
 def test_bare_year_or_month_day_without_a_year_is_not_a_filter():
