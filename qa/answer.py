@@ -40,6 +40,7 @@ log = logging.getLogger("qa.answer")
 
 MAX_ANSWER_CHARS = 300
 NOT_FOUND = "档案中未找到能回答这个问题的内容。以下是最接近的几段报道，供参考。"
+NOTHING_FOUND = "档案中未找到能回答这个问题的内容。"  # no passage at all to list (a filter matched none)
 MIN_SENTENCE_CHARS = 6
 # Fusion of a sentence's evidence (cosine + these): picked by a grid search for evidence-in-answer
 # on dev.jsonl and the fit half of fresh.jsonl (the test half left out). Small data: settings
@@ -233,6 +234,26 @@ def _reading_order(run: list["_Sentence"]) -> list["_Sentence"]:
     return ordered[start:end + 1] + ordered[:start] + ordered[end + 1:]
 
 
+def scope_caveat(query: Query, hits: list[Hit]) -> str | None:
+    """What the reader must know when the issue or the dates the question names hold none of
+    `hits`: the archive lacks that issue or those days, so retrieval searched without them
+    (`HybridRetriever.search`) and the passages are of other issues. None when some hit fits.
+
+    Usage: ``scope_caveat(understand("第99999号报道了什么？"), hits)`` → '档案中没有第99999号报纸，…'"""
+    if query.issue and all(h.citation.issue != query.issue for h in hits):
+        return f"档案中没有第{query.issue}号报纸，以下引自其他各期。"
+    if query.date_from and query.date_to and \
+            not any(query.date_from <= (h.citation.date or "") <= query.date_to for h in hits):
+        days = _day(query.date_from) + ("" if query.date_to == query.date_from else f"至{_day(query.date_to)}")
+        return f"档案中没有{days}出版的报纸，以下引自其他日期。"
+    return None
+
+
+def _day(iso: str) -> str:
+    y, m, d = iso.split("-")
+    return f"{y}年{int(m)}月{int(d)}日"
+
+
 def _said(history: list[Turn] | None) -> str:
     """What the conversation's last answer quoted (as `_key`), so a follow-up says something new."""
     answers = [t.content for t in history or [] if t.role == "assistant"]
@@ -296,7 +317,8 @@ class Answerer:
         query = understand(question, history)
         hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
         if not hits:
-            return not_found(query, hits)
+            return not_found(query, hits, NOTHING_FOUND)
+        caveat = None if date_from or date_to else scope_caveat(query, hits)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]
@@ -312,16 +334,17 @@ class Answerer:
             result = self._list(query, hits, qvec, weights, sentences, date_from, date_to)
         else:
             result = self._compose(query, hits, sentences)
-        result.confidence, result.features = confidence, features
+        result.confidence, result.features, result.warning = confidence, features, caveat
         if result.no_answer or self.llm is None:
             return result
         try:
             answered = self.llm.answer(query, hits)
         except LLMError as exc:
             log.warning("LLM upstream failed: %s", exc)  # the detail (URL, status) stays in the log
-            result.warning = f"LLM upstream failed ({exc.kind}); extractive answer returned instead"
+            failed = f"LLM upstream failed ({exc.kind}); extractive answer returned instead"
+            result.warning = f"{caveat} {failed}" if caveat else failed
             return result
-        answered.confidence, answered.features = confidence, features
+        answered.confidence, answered.features, answered.warning = confidence, features, caveat
         return answered
 
     # -- scoring ------------------------------------------------------------------------------

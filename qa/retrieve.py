@@ -71,10 +71,14 @@ class HybridRetriever:
         issue = issue or query.issue
         flt = snap.where(date_from, date_to, issue)
         if flt is not None and not snap.any_match(flt):
-            if date_from == query.date_from and date_to == query.date_to and issue == query.issue:
-                flt = None  # the question's own date names no page we have: it dated an event
-            else:
-                return []
+            if (date_from, date_to, issue) != (query.date_from, query.date_to, query.issue):
+                return []  # the caller's filters: nothing matches
+            # The question's own issue or days name no page we have (a misremembered number, an
+            # event long before it was reported): its days without the issue, else everything.
+            # The answer says so (`qa.answer.scope_caveat`).
+            flt = snap.where(date_from, date_to, None) if issue and date_to else None
+            if flt is not None and not snap.any_match(flt):
+                flt = None
         fused = self._fuse(snap, query.search_text, flt)
         return self._hits(fused, top_k)
 

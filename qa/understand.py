@@ -18,6 +18,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import jieba.posseg as _pseg
 
@@ -31,6 +32,12 @@ YEAR_MONTH = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d{1,2}\s*[日号
 MONTH_DAY = re.compile(r"(?<![\d年])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
 YEAR = re.compile(r"(\d{4})\s*年")
 ISSUE_NO = re.compile(r"第\s*(\d{3,7})\s*[号期]")
+# A date is the paper's own day when the question speaks of the paper ('2021年11月30日的衡阳日报
+# 头版', '…报道的'); otherwise it dates an event, which a daily reports that day or in the days
+# after ('11月29日晚习近平出席…' is on the front page of 11-30), so those days are searched too.
+REPORTED_WITHIN_DAYS = 3
+_OF_THE_PAPER = re.compile(r"日报|晚报|本报|报纸|报上|报道|刊登|刊发|头版|[第一二三四五六七八九十\d]+版|版面|出版"
+                           r"|期号|[这那该本当此]期|第\s*\d+\s*期")
 
 # A follow-up leans on the previous turn: pronouns, "还/那…呢", or no content of its own.
 _FOLLOW_UP = re.compile(r"^(那|那么|那在|还有|另外|此外|然后|他|她|它|他们|她们|该|这|此|其)|[他她它]们?(还|又|也)|呢[？?]?$")
@@ -173,6 +180,8 @@ def understand(question: str, history: list[Turn] | None = None) -> Query:
 
 def _query(question: str, search_text: str, year_hint: int | None) -> Query:
     date_from, date_to = date_range(question, year_hint=year_hint)
+    if date_to and not _OF_THE_PAPER.search(question):  # an event's date: reported in the days after
+        date_to = str(date.fromisoformat(date_to) + timedelta(days=REPORTED_WITHIN_DAYS))
     return Query(question=question, search_text=search_text, date_from=date_from, date_to=date_to,
                  issue=issue_number(question))
 

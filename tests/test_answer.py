@@ -91,6 +91,20 @@ def test_not_found_lists_the_closest_passages(answerer):
     assert result.confidence is not None and result.confidence < answerer.model.threshold
 
 
+def test_an_issue_or_day_the_archive_lacks_is_said_not_silently_dropped(answerer):
+    # no issue 99999: the answer comes from other issues, and says so
+    lacking = answerer.ask("第99999号衡阳日报报道了长沙海关的哪些支持？")
+    assert lacking.warning and "第99999号" in lacking.warning
+    assert all(c.hit.citation.issue != "99999" for c in lacking.citations)
+    # an event's day: the paper of the day after reports it, no caveat
+    event = answerer.ask("2021年11月29日习近平以视频方式出席了什么会议？")
+    assert event.warning is None and event.citations
+    assert {c.hit.citation.date for c in event.citations} == {"2021-11-30"}
+    # the caller's own filter that matches nothing: no passages to list, and none promised
+    none = answerer.ask("长沙海关关长是谁？", date_from="2025-01-01")
+    assert none.no_answer and none.citations == [] and "以下" not in none.answer
+
+
 def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
     first = "湖南现代石化产业对接会上，代表岳阳发言的是谁？"
     r1 = answerer.ask(first)
@@ -440,6 +454,10 @@ def test_a_list_across_articles_is_gathered_from_a_named_day_only(retriever, mon
     assert not _ITEM.match(unnamed.answer) and "衡变公司" in unnamed.answer, unnamed.answer
     day = answerer.ask("秦国文8月18日那天都有哪些活动？")  # a day without a year still gathers
     assert len(day.answer.split("\n")) >= 2 and _ITEM.match(day.answer), day.answer
+    # an event's day (the paper of 12-21 reports 12-20): the items are of the days after it only,
+    # not of 2020's call with Japan
+    event = answerer.ask("2023年12月20日习近平分别会见或通话了哪些外国领导人？")
+    assert {c.hit.citation.date for c in event.citations} == {"2023-12-21"}, event.answer
     # a day in the conversation's words is not the follow-up's: it asks about the article at hand
     history = [Turn("user", "12月14日市长朱健征求意见时提出了什么要求？"), Turn("assistant", "…")]
     follow_up = answerer.ask("他还强调了哪些要求？", history)

@@ -63,6 +63,14 @@ def test_full_width_digits_name_the_same_issue_and_date():
     assert check_issue("１８０１２") == "18012" and check_date("２０２１-１１-３０") == "2021-11-30"
 
 
+def test_an_events_date_also_searches_the_days_it_is_reported_in():
+    # 习近平 spoke on the evening of 11-29; the paper of 11-30 reports it
+    event = understand("2021年11月29日习近平出席了什么会议？")
+    assert (event.date_from, event.date_to) == ("2021-11-29", "2021-12-02")
+    paper = understand("2021年11月29日的衡阳日报头版报道了什么？")  # the paper's own day
+    assert (paper.date_from, paper.date_to) == ("2021-11-29", "2021-11-29")
+
+
 def test_bare_year_or_month_day_without_a_year_is_not_a_filter():
     assert date_range("2022年1至10月，衡阳有多少项经济指标") == (None, None)
     assert date_range("11月29日市政协召开的大会") == (None, None)
