@@ -23,7 +23,7 @@ import typer
 from qa.config import Settings, get_settings, serve_workers
 from qa.validate import TOP_K_MAX, TOP_K_MIN, check_date, check_date_range, check_issue
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
                   help="衡阳日报 archive: question answering with exact issue citations.")
 
 IndexOpt = typer.Option(None, "--index", help="Index directory (default: $QA_INDEX_DIR or ./index).")
@@ -42,10 +42,29 @@ def _checked(check: Callable):
     return callback
 
 
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError("it is empty")
+    return value
+
+
+TextArg = typer.Argument(..., callback=_checked(_not_empty), show_default=False)
 TopKOpt = typer.Option(5, "--top-k", min=TOP_K_MIN, max=TOP_K_MAX, help="How many passages to use.")
 FromOpt = typer.Option(None, "--from", help="Earliest date, YYYY-MM-DD.", callback=_checked(check_date))
 ToOpt = typer.Option(None, "--to", help="Latest date, YYYY-MM-DD.", callback=_checked(check_date))
 IssueOpt = typer.Option(None, "--issue", help="Only this issue number, e.g. 18012.", callback=_checked(check_issue))
+
+
+@app.callback()
+def _settings_first() -> None:
+    # A bad QA_* variable is a usage error before any command runs, not a traceback mid-command.
+    from pydantic import ValidationError
+
+    try:
+        get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"QA_{str(e['loc'][0]).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
+        _fail(f"invalid setting: {problems}", code=2)
 
 
 def _index_dir(index: Optional[Path]) -> Path:
@@ -149,7 +168,7 @@ def _check_range(date_from: Optional[str], date_to: Optional[str]) -> None:
     try:
         check_date_range(date_from, date_to)
     except ValueError as exc:
-        _fail(str(exc), code=2)
+        raise typer.BadParameter(str(exc), param_hint="'--from' / '--to'") from None  # a usage error, as the rest
 
 
 def _check_not_busy(directory: Path) -> None:
@@ -356,7 +375,7 @@ def show(issue_id: str, index: Optional[Path] = IndexOpt, json_out: bool = JsonO
 
 @app.command()
 def search(
-    query: str,
+    query: str = TextArg,
     top_k: int = TopKOpt,
     date_from: Optional[str] = FromOpt,
     date_to: Optional[str] = ToOpt,
@@ -366,8 +385,6 @@ def search(
     json_out: bool = JsonOpt,
 ) -> None:
     """Search the archive: passages with their citations."""
-    if not query.strip():
-        _fail("the query is empty")
     _check_range(date_from, date_to)
     filters = dict(date_from=date_from, date_to=date_to, issue=issue)
     if url:
@@ -428,7 +445,7 @@ def eval_cmd(
 
 @app.command()
 def ask(
-    question: str,
+    question: str = TextArg,
     top_k: int = TopKOpt,
     date_from: Optional[str] = FromOpt,
     date_to: Optional[str] = ToOpt,
@@ -437,8 +454,6 @@ def ask(
     json_out: bool = JsonOpt,
 ) -> None:
     """Ask a question: an answer with \\[n] markers and the labels of its citations."""
-    if not question.strip():
-        _fail("the question is empty")
     _check_range(date_from, date_to)
     filters = dict(top_k=top_k, date_from=date_from, date_to=date_to)
     if url:
@@ -465,7 +480,7 @@ def ask(
 @app.command()
 def serve(
     host: Optional[str] = typer.Option(None, "--host", help="Default 127.0.0.1 ($QA_HOST)."),
-    port: Optional[int] = typer.Option(None, "--port", help="Default 8000 ($QA_PORT)."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535, help="Default 8000 ($QA_PORT)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Server processes; each loads the model "
                                           "(~0.8 GB). Default $QA_WORKERS, else one per 4 cores (1 on a small machine)."),
     seed: bool = typer.Option(False, "--seed", help="Build a missing or empty index from seeds/ ($QA_SEEDS_DIR) "
@@ -475,7 +490,7 @@ def serve(
     """Serve the API, the web page and the API reference (/docs). Everything that needs no model
     (index, port) is checked before the model loads."""
     settings = get_settings().model_copy(update={"index_dir": _index_dir(index)})
-    host, port = host or settings.host, port or settings.port
+    host, port = host or settings.host, port if port is not None else settings.port
     workers = workers or serve_workers(settings)
     _check_index_to_serve(settings, seed or settings.index_dir == Settings.model_fields["index_dir"].default)
     _check_port_free(host, port)

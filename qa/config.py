@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     milvus_collection: str = Field("qa_passages", description="The Milvus collection holding the passages.")
     # Serving
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     workers: int | None = Field(
         None, ge=1, description="qa serve processes (--workers overrides); unset = one per 4 cores, at most 8 "
         "and one per 2 GiB of memory (each loads the model), and 1 with Milvus Lite (one process at a time)."

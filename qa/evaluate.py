@@ -142,7 +142,9 @@ def evaluate_answers(questions: list[EvalQuestion], answerer, top_k: int = 5) ->
             "not_found": _not_found_stats(rows),
             "by_split": {s: _not_found_stats([r for r in rows if r["split"] == s]) for s in splits},
             "threshold": threshold,
-            "tradeoff": [{"threshold": t} | _not_found_stats(rows, t) for t in TRADEOFF_THRESHOLDS],
+            # only where every answer carries its confidence (in process; over --url it does not)
+            "tradeoff": [{"threshold": t} | _not_found_stats(rows, t) for t in TRADEOFF_THRESHOLDS]
+            if rows and all(r["confidence"] is not None for r in rows) else [],
             "confidence": {r["id"]: None if r["confidence"] is None else round(r["confidence"], 4) for r in rows},
             "wrongly_not_found": wrong_not_found, "answer_without_evidence": missed}
 
@@ -173,6 +175,8 @@ def format_report(report: dict) -> str:
                     f"answerable wrongly not found={s['wrongly_not_found_rate']}  ({s['flagged']} flagged)")
         lines += ["not found", line("all", nf)]
         lines += [line(f"split {name}", s) for name, s in answers.get("by_split", {}).items()]
+    if nf and not answers.get("tradeoff"):
+        lines.append("not-found threshold trade-off: needs the answers' confidences (run without --url)")
     if answers.get("tradeoff"):
         lines.append(f"not-found threshold trade-off (current threshold {answers.get('threshold')}; "
                      "'not found' when confidence < threshold)")

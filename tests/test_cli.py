@@ -56,6 +56,21 @@ def test_index_dir_from_the_environment(seed_index, monkeypatch):
         get_settings.cache_clear()
 
 
+def test_a_port_out_of_range_or_a_bad_setting_is_a_usage_error(tmp_path, monkeypatch):
+    from qa.config import get_settings
+
+    for port in ("0", "99999"):  # 99999 would listen on 34463 (the port modulo 65536), 0 on 8000
+        r = runner.invoke(app, ["serve", "--port", port, "--index", str(tmp_path / "none")])
+        assert r.exit_code == 2 and "--port" in r.stderr
+    monkeypatch.setenv("QA_PORT", "99999")
+    get_settings.cache_clear()
+    try:
+        r = runner.invoke(app, ["issues", "--index", str(tmp_path / "none")])
+        assert r.exit_code == 2 and "QA_PORT='99999'" in r.stderr and "Traceback" not in r.output
+    finally:
+        get_settings.cache_clear()
+
+
 def test_search_json_matches_the_api_shape(seed_index):
     r = run("search", "衡阳获批设立的跨境电商综合试验区全称是什么？", "--top-k", "3", "--json", index=seed_index)
     assert r.exit_code == 0
@@ -101,7 +116,7 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
 @pytest.mark.parametrize("args", [["search", "  "], ["ask", ""]])
 def test_empty_question_is_an_error(seed_index, args):
     r = runner.invoke(app, [*args, "--index", str(seed_index)])
-    assert r.exit_code == 1 and "empty" in r.stderr
+    assert r.exit_code == 2 and "empty" in r.stderr  # a usage error, as README says
 
 
 def test_missing_index_is_an_error(tmp_path):
@@ -196,7 +211,12 @@ def test_eval_through_a_running_server(live_server, tmp_path):
     small.write_text("\n".join(lines) + "\n", encoding="utf-8")
     r = runner.invoke(app, ["eval", str(small), "--json", "--url", live_server])
     assert r.exit_code == 0, r.stderr
-    assert json.loads(r.stdout)["retrieval"]["overall"]["n"] >= 1
+    report = json.loads(r.stdout)
+    assert report["retrieval"]["overall"]["n"] >= 1
+    # the server sends no confidences: no trade-off table made of zeros, and the text says why
+    assert report["answers"]["tradeoff"] == []
+    r = runner.invoke(app, ["eval", str(small), "--url", live_server])
+    assert r.exit_code == 0 and "run without --url" in r.stdout
 
 
 def test_url_of_a_server_that_is_not_there_is_a_clear_error():
