@@ -430,6 +430,7 @@ class Answerer:
         # a question that asks what was said ('提出了什么要求') is answered by the points after the
         # sentence that introduces them (`_composing_values`): its slot words are the saying verbs
         slots = [] if asks_content(question) else slot_terms(question)
+        asks_value = asked_value(question) is not None
         for s, c in zip(sentences, cos):
             s.cos = float(c)
             s.lexical = self._covered(in_article[s.passage], s.text)
@@ -438,7 +439,8 @@ class Answerer:
                        - LENGTH_COST * len(s.text) / 100 - LEDE_COST * s.lede - HEADING_COST * s.heading
                        + VALUE_WEIGHT * s.value
                        + SLOT_WEIGHT * (1 - missing_share(slots, s.text)) * bool(slots)
-                       - SAID_COST * bool(said and _key(s.text) in said))
+                       # said already, unless it states the value now asked for ('哪天' of the same call)
+                       - SAID_COST * bool(said and _key(s.text) in said) * (not (asks_value and s.value)))
         return sorted(sentences, key=lambda s: -s.score)
 
     def _assess(self, hits: list[Hit], qvec: np.ndarray, weights: dict[str, float],
@@ -479,7 +481,9 @@ class Answerer:
             left.remove(i)
             s = pool[i]
             key = re.sub(r"\W", "", fold(s.text))[:24]  # OCR repeats and overlapping passages
-            if key in seen or (s.heading and not s.informs and chosen):  # a heading line: only as the best
+            # a heading line only as the best, unless it informs (a teaser's, whose story is on
+            # another page) and states the kind of value asked for
+            if key in seen or (s.heading and chosen and not (s.informs and s.value)):
                 continue
             seen.add(key)
             if used + len(s.text) > MAX_ANSWER_CHARS:

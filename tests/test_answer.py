@@ -113,6 +113,17 @@ def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
     assert not r2.no_answer and "刘越高" in r2.answer
 
 
+def test_a_follow_up_for_a_value_of_what_was_said_quotes_it_again_and_no_teasers(answerer):
+    first = "习近平同哪位日本首相通了电话？"
+    r1 = answerer.ask(first)
+    assert "菅义伟" in r1.answer
+    r2 = answerer.ask("他们是哪天通的电话？", [Turn("user", first), Turn("assistant", r1.answer)])
+    # the date is in the sentence already quoted; the teaser lines of other calls
+    # ('习近平同伊拉克总统通电话', its story on another page) state no date
+    assert r2.answer.startswith("新华社北京9月25日电") and "9月25日晚" in r2.answer, r2.answer
+    assert "伊拉克" not in r2.answer and "伊朗" not in r2.answer, r2.answer
+
+
 def test_sentence_vectors_are_embedded_once(retriever):
     calls = []
 
