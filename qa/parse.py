@@ -14,6 +14,7 @@ whitespace between OCR lines removed.
 from __future__ import annotations
 
 import bisect
+import codecs
 import hashlib
 import json
 import os
@@ -37,7 +38,7 @@ class Issue:
     id: str  # stable, path-safe: derived from the file name
     source: str  # file name the page came from
     checksum: str  # sha256 of the raw bytes
-    encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030'
+    encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030', 'utf-16-le', 'utf-16-be'
     paper: str | None = None
     date: str | None = None  # ISO 'YYYY-MM-DD'
     date_source: str | None = None  # 'masthead' | 'sidecar' | 'filename' | 'inferred' | None
@@ -116,13 +117,17 @@ _MAX_CONTROL_SHARE = 0.05  # real text has (almost) none; random binary has ~10%
 
 
 def decode_page(raw: bytes, name: str) -> tuple[str, str]:
-    """Decode page bytes: UTF-8 (with or without BOM), else GB18030 (a superset of GBK).
+    """Decode page bytes: UTF-16 with a byte order mark, else UTF-8 (with or without BOM), else
+    GB18030 (a superset of GBK).
 
     Usage: ``text, encoding = decode_page(path.read_bytes(), path.name)``.
     Raises `PageError` naming `name` for empty, binary or undecodable input.
     """
     if not raw.strip():
         raise PageError(f"{name}: empty page")
+    utf16 = _decode_utf16(raw, name)
+    if utf16 is not None:
+        return utf16
     if b"\x00" in raw:
         raise PageError(f"{name}: binary file (contains NUL bytes)")
     sample = raw[:65536]
@@ -138,6 +143,39 @@ def decode_page(raw: bytes, name: str) -> tuple[str, str]:
             encoding = "utf-8"
         return text, encoding
     raise PageError(f"{name}: cannot be decoded as UTF-8 or GB18030")
+
+
+_UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_NOT_TEXT = {"Cc", "Cf", "Cn", "Co", "Cs"}  # control, format, unassigned, private use, surrogate
+
+
+def _decode_utf16(raw: bytes, name: str) -> tuple[str, str] | None:
+    """(text, encoding) of UTF-16 with a byte order mark (Windows Notepad's "Unicode"); None
+    for input that is not UTF-16. Without a mark, UTF-16 is refused by name: its NUL bytes
+    would otherwise read as a binary file, and its byte order would be a guess."""
+    for bom, encoding in _UTF16_BOMS:
+        if raw.startswith(bom):
+            text = _utf16_text(raw[len(bom):], encoding)
+            if text is None:
+                raise PageError(f"{name}: starts with a UTF-16 byte order mark but is not UTF-16 text")
+            if not text.strip():
+                raise PageError(f"{name}: empty page")
+            return text, encoding
+    if b"\x00" in raw and any(_utf16_text(raw, e) is not None for _, e in _UTF16_BOMS):
+        raise PageError(f"{name}: unsupported encoding (UTF-16 without a byte order mark); save it as UTF-8")
+    return None
+
+
+def _utf16_text(raw: bytes, encoding: str) -> str | None:
+    """`raw` decoded as `encoding`, or None when it does not decode or reads as binary (the
+    byte check's share of control, unassigned or private-use characters)."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    sample = text[:32768]
+    odd = sum(1 for ch in sample if unicodedata.category(ch) in _NOT_TEXT and ch not in "\t\n\r\x0b\x0c")
+    return None if odd > _MAX_CONTROL_SHARE * len(sample) else text
 
 
 def parse_page(path: Path, source: str | None = None) -> Page:
