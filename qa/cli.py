@@ -174,9 +174,9 @@ def ingest(
     json_out: bool = JsonOpt,
 ) -> None:
     """Ingest newspaper pages: parse, chunk, embed and index them. Files of other types in the
-    folders are listed as skipped."""
+    folders, and sidecars named without their page, are listed as skipped."""
     from qa.index import IndexBusyError
-    from qa.ingest import ingest_paths, skipped_files
+    from qa.ingest import ingest_paths
     from qa.store import IndexMismatchError
 
     settings = get_settings()
@@ -188,30 +188,29 @@ def ingest(
     _check_not_busy(directory)
     if not rebuild and _store_exists(directory):
         _check_model(_open_store(directory))
-    skipped = skipped_files(paths)
     try:
         report = ingest_paths(paths, directory, rebuild=rebuild, embed_model=settings.embed_model, progress=not json_out)
     except (IndexMismatchError, IndexBusyError) as exc:
         _fail(str(exc))
-    _print_ingest_report(report, skipped, json_out)
+    _print_ingest_report(report, json_out)
     if report.failures:
         raise typer.Exit(1)
 
 
-def _print_ingest_report(report, skipped: list[str], json_out: bool) -> None:
+def _print_ingest_report(report, json_out: bool) -> None:
     failures = [(f, _without_prefix(reason, f)) for f, reason in report.failures]
     if json_out:
         _print_json({"pages": report.pages, "unchanged": report.unchanged, "articles": report.articles,
                      "passages": report.passages, "seconds": round(report.seconds, 2),
-                     "failures": [{"file": f, "reason": r} for f, r in failures], "skipped": skipped})
+                     "failures": [{"file": f, "reason": r} for f, r in failures],
+                     "skipped": [{"file": f, "reason": r} for f, r in report.skipped]})
         return
     typer.echo(f"{report.pages} pages ingested ({report.unchanged} unchanged), "
                f"{report.articles} articles, {report.passages} passages, "
-               f"{len(failures)} failed, {len(skipped)} skipped, in {report.seconds:.1f}s")
-    for f, reason in failures:
-        typer.secho(f"  failed: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
-    for f in skipped:
-        typer.secho(f"  skipped: {f} (not a page: pages end .txt, .text or .md)", fg=typer.colors.YELLOW, err=True)
+               f"{len(failures)} failed, {len(report.skipped)} skipped, in {report.seconds:.1f}s")
+    for kind, lines in (("failed", failures), ("skipped", report.skipped)):
+        for f, reason in lines:
+            typer.secho(f"  {kind}: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
 
 
 def _without_prefix(reason: str, path: str) -> str:

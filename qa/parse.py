@@ -207,20 +207,35 @@ def sidecar_paths(path: Path) -> list[Path]:
     return [path.with_name(path.name + ".meta.json"), path.with_name(path.stem + ".meta.json")]
 
 
+def sidecar_of(path: Path) -> Path | None:
+    """The sidecar page `path` is read with: the first of `sidecar_paths` that exists, or None.
+
+    Usage: ``sidecar_of(Path("pages/002_x.txt"))  # pages/002_x.txt.meta.json, if there``
+    """
+    return next((c for c in sidecar_paths(Path(path)) if c.is_file()), None)
+
+
+def is_sidecar(path: Path) -> bool:
+    """Whether `path` is named as a sidecar (`….meta.json`): metadata, never a page itself.
+
+    Usage: ``is_sidecar(Path("pages/hy_p3.txt.meta.json"))  # True``
+    """
+    return Path(path).name.endswith(".meta.json")
+
+
 def read_sidecar(path: Path) -> dict | None:
     """The validated sidecar of page `path`, or None when it has none.
 
     Usage: ``read_sidecar(Path("pages/002_x.txt"))  # reads pages/002_x.txt.meta.json``
     """
-    for candidate in sidecar_paths(Path(path)):
-        if not candidate.is_file():
-            continue
-        try:
-            data = json.loads(candidate.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PageError(f"{candidate}: broken sidecar ({exc})") from exc
-        return _clean_sidecar(data, str(candidate))
-    return None
+    candidate = sidecar_of(path)
+    if candidate is None:
+        return None
+    try:
+        data = json.loads(candidate.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PageError(f"{candidate}: broken sidecar ({exc})") from exc
+    return _clean_sidecar(data, str(candidate))
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

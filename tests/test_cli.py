@@ -93,9 +93,31 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
         assert f"skipped: {pages / name}" in r.stderr
     again = runner.invoke(app, ["ingest", str(pages), "--index", str(tmp_path / "index"), "--json"])
     report = json.loads(again.stdout)
-    assert report["unchanged"] == 1 and report["skipped"] == [str(pages / "page.html"), str(pages / "page_noext")]
+    assert report["unchanged"] == 1
+    assert [s["file"] for s in report["skipped"]] == [str(pages / "page.html"), str(pages / "page_noext")]
+    assert {s["reason"] for s in report["skipped"]} == {"not a page: pages end .txt, .text or .md"}
     issues = json.loads(run("issues", "--json", index=tmp_path / "index").stdout)
     assert [i["source"] for i in issues] == ["pages/good.txt"]  # named below the pages root (the index's parent)
+
+
+def test_a_named_sidecar_is_never_read_as_a_page(tmp_path):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "hy_p3.txt").write_bytes((SEEDS / "002_2cbcf802db6e83b8.txt").read_bytes())  # no masthead
+    sidecar = pages / "hy_p3.txt.meta.json"
+    sidecar.write_text('{"date": "2022-12-15", "issue": "18390", "page": 3}', encoding="utf-8")
+    index = tmp_path / "index"
+    alone = runner.invoke(app, ["ingest", str(sidecar), "--index", str(index)])
+    assert alone.exit_code == 0 and "0 pages ingested" in alone.stdout and "1 skipped" in alone.stdout
+    assert f"skipped: {sidecar}: a sidecar" in alone.stderr
+    assert json.loads(run("issues", "--json", index=index).stdout) == []
+    # `qa ingest pages/*`: the sidecar beside its page is that page's metadata, nothing more
+    both = runner.invoke(app, ["ingest", str(pages / "hy_p3.txt"), str(sidecar), "--index", str(index), "--json"])
+    assert both.exit_code == 0
+    report = json.loads(both.stdout)
+    assert (report["pages"], report["skipped"], report["failures"]) == (1, [], [])
+    (page,) = json.loads(run("issues", "--json", index=index).stdout)
+    assert page["source"] == "pages/hy_p3.txt" and (page["date"], page["page"]) == ("2022-12-15", 3)
 
 
 @pytest.mark.parametrize("args", [["search", "  "], ["ask", ""]])
