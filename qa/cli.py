@@ -181,9 +181,7 @@ def ingest(
 
     settings = get_settings()
     paths = paths or [settings.seeds_dir]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        _fail(f"no such file or folder: {', '.join(missing)}")
+    _check_ingest_paths(paths)
     directory = _index_dir(index)
     _check_not_busy(directory)
     if not rebuild and _store_exists(directory):
@@ -195,6 +193,19 @@ def ingest(
     _print_ingest_report(report, json_out)
     if report.failures:
         raise typer.Exit(1)
+
+
+def _check_ingest_paths(paths: list[Path]) -> None:
+    """Fail before anything is loaded or created when a path does not exist or a folder holds no
+    page (a mistyped or wrong folder, most likely), rather than report "0 pages ingested"."""
+    from qa.ingest import page_files
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}")
+    empty = [str(p) for p in paths if p.is_dir() and not page_files(p)]
+    if empty:
+        _fail(f"no pages found in {', '.join(empty)} (pages are files ending .txt, .text or .md)")
 
 
 def _print_ingest_report(report, json_out: bool) -> None:

@@ -157,6 +157,21 @@ def test_ingest_of_a_missing_path_fails_before_anything_is_created(tmp_path):
     assert not (tmp_path / "index").exists()
 
 
+def test_ingest_of_a_folder_without_pages_says_so_before_anything_is_created(tmp_path, monkeypatch):
+    import qa.ingest
+
+    monkeypatch.setattr(qa.ingest, "load_ingest_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
+    empty, others = tmp_path / "empty", tmp_path / "others"
+    empty.mkdir()
+    (others / "sub").mkdir(parents=True)
+    (others / "sub" / "page.html").write_text("<p>衡阳</p>", encoding="utf-8")
+    (others / "01.txt.meta.json").write_text('{"page": 1}', encoding="utf-8")
+    for folder in (empty, others):
+        r = runner.invoke(app, ["ingest", str(folder), "--index", str(tmp_path / "index")])
+        assert r.exit_code == 1 and f"no pages found in {folder}" in r.stderr and ".txt" in r.stderr
+    assert not (tmp_path / "index").exists()
+
+
 def test_ingest_into_a_busy_index_fails_before_the_model_loads(fresh_index, monkeypatch):
     import qa.ingest
     from qa.index import Archive
