@@ -174,7 +174,7 @@ def ingest(
     json_out: bool = JsonOpt,
 ) -> None:
     """Ingest newspaper pages: parse, chunk, embed and index them. Files of other types in the
-    folders, and sidecars named without their page, are listed as skipped."""
+    folders, sidecars named without their page and copies of stored pages are listed as skipped."""
     from qa.index import IndexBusyError
     from qa.ingest import ingest_paths
     from qa.store import IndexMismatchError

@@ -28,7 +28,7 @@ from qa.embed import Embedder, PassageTokenizer, load_ingest_embedder
 from qa.index import Archive
 from qa.lexical import passage_tokens
 from qa.parse import Page, PageError, is_sidecar, parse_page, sidecar_of
-from qa.store import page_name
+from qa.store import SameContentsError, page_name
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 QUEUE_PAGES = {"cpu": 16, "cuda": 256}  # prepared pages waiting for the embedder: bounds memory, keeps the model fed
@@ -361,8 +361,18 @@ def ingest_paths(
 
 
 def _write_group(archive: Archive, group: list, report: IngestReport) -> None:
-    """Write one embedding batch's pages in order, in one store transaction (`Archive.write_pages`:
-    each page all or nothing, a page the store refuses reported and the others kept)."""
+    """Write one embedding batch's pages in order, in one store transaction (`_write_pages`). A
+    page with the same contents as an earlier one of the batch waits for a transaction after it:
+    there it meets that page in the store (a copy, skipped) or, were that page refused, goes in."""
+    while group:
+        group, later = _first_copies(group)
+        _write_pages(archive, group, report)
+        group = later
+
+
+def _write_pages(archive: Archive, group: list, report: IngestReport) -> None:
+    """Write pages in order, in one store transaction (`Archive.write_pages`: each page all or
+    nothing, a page the store refuses reported and the others kept)."""
     ready = [(item, vectors) for item, vectors in group if _settled(archive, item, report)]
     errors = archive.write_pages([(item.page, item.passages, vectors, item.tokens) for item, vectors in ready])
     for (item, _), error in zip(ready, errors, strict=True):
@@ -374,9 +384,23 @@ def _write_group(archive: Archive, group: list, report: IngestReport) -> None:
         report.passages += len(item.passages)
 
 
+def _first_copies(group: list) -> tuple[list, list]:
+    """`group` split in two, order kept: the first item of each page checksum (and every skip),
+    and the items whose checksum an earlier one has."""
+    seen: set[str] = set()
+    first, later = [], []
+    for item, vectors in group:
+        checksum = item.page.issue.checksum if isinstance(item, PreparedPage) else None
+        (later if checksum in seen else first).append((item, vectors))
+        if checksum is not None:
+            seen.add(checksum)
+    return first, later
+
+
 def _settled(archive: Archive, item: PreparedPage | SkippedPage, report: IngestReport) -> bool:
     """Whether `item` is a page to write, its issue id settled against the store (in file order:
-    an earlier page may take the id); skips, failures and unchanged pages go to `report`."""
+    an earlier page may take the id); skips, failures, unchanged pages and copies of stored
+    pages go to `report`."""
     if isinstance(item, SkippedPage):
         if item.reason is None:
             report.unchanged += 1
@@ -387,6 +411,9 @@ def _settled(archive: Archive, item: PreparedPage | SkippedPage, report: IngestR
     chunked_as = issue.id
     try:
         archive.store.check_identity(issue)
+    except SameContentsError as exc:
+        report.skipped.append((str(item.path), exc.reason))
+        return False
     except PageError as exc:
         report.failures.append((str(item.path), str(exc)))
         return False

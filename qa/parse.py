@@ -37,7 +37,7 @@ class Issue:
 
     id: str  # stable, path-safe: derived from the file name
     source: str  # file name the page came from
-    checksum: str  # sha256 of the raw bytes
+    checksum: str  # sha256 of the raw bytes and the sidecar's (`page_checksum`)
     encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030', 'utf-16-le', 'utf-16-be'
     paper: str | None = None
     date: str | None = None  # ISO 'YYYY-MM-DD'
@@ -192,14 +192,21 @@ def parse_page(path: Path, source: str | None = None) -> Page:
     except OSError as exc:
         raise PageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     text, encoding = decode_page(raw, str(path))
-    # The checksum covers the sidecar too: fixing a page's metadata re-ingests the page.
-    digest = hashlib.sha256(raw)
-    for candidate in sidecar_paths(path):
-        if candidate.is_file():
-            digest.update(candidate.read_bytes())
-            break
-    return parse_text(text, source=source or path.name, checksum=digest.hexdigest(),
+    return parse_text(text, source=source or path.name, checksum=page_checksum(path, raw),
                       encoding=encoding, sidecar=read_sidecar(path))
+
+
+def page_checksum(path: Path, raw: bytes | None = None) -> str:
+    """sha256 of a page file's bytes (`raw`, when already read) and of its sidecar's: fixing a
+    page's metadata re-ingests the page. Raises OSError when the page cannot be read.
+
+    Usage: ``page_checksum(Path("pages/002_x.txt")) == page.issue.checksum``
+    """
+    digest = hashlib.sha256(Path(path).read_bytes() if raw is None else raw)
+    sidecar = sidecar_of(path)
+    if sidecar is not None:
+        digest.update(sidecar.read_bytes())
+    return digest.hexdigest()
 
 
 def sidecar_paths(path: Path) -> list[Path]:

@@ -100,6 +100,19 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
     assert [i["source"] for i in issues] == ["pages/good.txt"]  # named below the pages root (the index's parent)
 
 
+def test_ingest_of_a_copy_of_a_stored_page_skips_it_and_names_the_page(tmp_path):
+    original, copy = tmp_path / "main" / "003.txt", tmp_path / "checkout" / "003.txt"
+    for path in (original, copy):  # a second checkout: the same page at another path
+        path.parent.mkdir()
+        path.write_bytes((SEEDS / "003_f6f5db6d93bde6b2.txt").read_bytes())
+    index = tmp_path / "index"
+    assert runner.invoke(app, ["ingest", str(original), "--index", str(index)]).exit_code == 0
+    r = runner.invoke(app, ["ingest", str(copy), "--index", str(index)])
+    assert r.exit_code == 0 and "0 pages ingested" in r.stdout and "1 skipped" in r.stdout
+    assert f"skipped: {copy}: same contents as 003 ({original})" in r.stderr
+    assert [i["source"] for i in json.loads(run("issues", "--json", index=index).stdout)] == ["main/003.txt"]
+
+
 def test_a_named_sidecar_is_never_read_as_a_page(tmp_path):
     pages = tmp_path / "pages"
     pages.mkdir()
