@@ -193,44 +193,54 @@ def ingest(
     json_out: bool = JsonOpt,
 ) -> None:
     """Ingest newspaper pages: parse, chunk, embed and index them. Files of other types in the
-    folders are listed as skipped."""
+    folders, sidecars named without their page and copies of stored pages are listed as skipped."""
     from qa.index import IndexBusyError
-    from qa.ingest import ingest_paths, skipped_files
+    from qa.ingest import ingest_paths
     from qa.store import IndexMismatchError
 
     settings = get_settings()
     paths = paths or [settings.seeds_dir]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        _fail(f"no such file or folder: {', '.join(missing)}")
+    _check_ingest_paths(paths)
     directory = _index_dir(index)
     _check_not_busy(directory)
     if not rebuild and _store_exists(directory):
         _check_model(_open_store(directory))
-    skipped = skipped_files(paths)
     try:
         report = ingest_paths(paths, directory, rebuild=rebuild, embed_model=settings.embed_model, progress=not json_out)
     except (IndexMismatchError, IndexBusyError) as exc:
         _fail(str(exc))
-    _print_ingest_report(report, skipped, json_out)
+    _print_ingest_report(report, json_out)
     if report.failures:
         raise typer.Exit(1)
 
 
-def _print_ingest_report(report, skipped: list[str], json_out: bool) -> None:
+def _check_ingest_paths(paths: list[Path]) -> None:
+    """Fail before anything is loaded or created when a path does not exist or a folder holds no
+    page (a mistyped or wrong folder, most likely), rather than report "0 pages ingested"."""
+    from qa.ingest import page_files
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}")
+    empty = [str(p) for p in paths if p.is_dir() and not page_files(p)]
+    if empty:
+        _fail(f"no pages found in {', '.join(empty)} (pages are files ending .txt, .text or .md)")
+
+
+def _print_ingest_report(report, json_out: bool) -> None:
     failures = [(f, _without_prefix(reason, f)) for f, reason in report.failures]
     if json_out:
         _print_json({"pages": report.pages, "unchanged": report.unchanged, "articles": report.articles,
                      "passages": report.passages, "seconds": round(report.seconds, 2),
-                     "failures": [{"file": f, "reason": r} for f, r in failures], "skipped": skipped})
+                     "failures": [{"file": f, "reason": r} for f, r in failures],
+                     "skipped": [{"file": f, "reason": r} for f, r in report.skipped]})
         return
     typer.echo(f"{report.pages} pages ingested ({report.unchanged} unchanged), "
                f"{report.articles} articles, {report.passages} passages, "
-               f"{len(failures)} failed, {len(skipped)} skipped, in {report.seconds:.1f}s")
-    for f, reason in failures:
-        typer.secho(f"  failed: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
-    for f in skipped:
-        typer.secho(f"  skipped: {f} (not a page: pages end .txt, .text or .md)", fg=typer.colors.YELLOW, err=True)
+               f"{len(failures)} failed, {len(report.skipped)} skipped, in {report.seconds:.1f}s")
+    for kind, lines in (("failed", failures), ("skipped", report.skipped)):
+        for f, reason in lines:
+            typer.secho(f"  {kind}: {f}: {reason}", fg=typer.colors.YELLOW, err=True)
 
 
 def _without_prefix(reason: str, path: str) -> str:

@@ -27,8 +27,8 @@ from qa.chunk import Passage, chunk_page
 from qa.embed import Embedder, PassageTokenizer, load_ingest_embedder
 from qa.index import Archive
 from qa.lexical import passage_tokens
-from qa.parse import Page, PageError, parse_page
-from qa.store import page_name
+from qa.parse import Page, PageError, is_sidecar, parse_page, sidecar_of
+from qa.store import SameContentsError, page_name
 
 PAGE_SUFFIXES = {".txt", ".text", ".md"}
 QUEUE_PAGES = {"cpu": 16, "cuda": 256}  # prepared pages waiting for the embedder: bounds memory, keeps the model fed
@@ -43,6 +43,7 @@ class IngestReport:
     articles: int = 0
     passages: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): not read as pages
     seconds: float = 0.0
     embed_seconds: float = 0.0  # in model calls (overlaps the rest)
     write_seconds: float = 0.0  # storing pages (the writer's own time)
@@ -57,25 +58,48 @@ def discover(paths: list[Path], root: Path) -> tuple[list[tuple[Path, str]], lis
     files: dict[str, Path] = {}
     missing: list[tuple[str, str]] = []
     for path in paths:
-        if path.is_dir():
-            found = [p for p in sorted(path.rglob("*"))
-                     if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")]
-        elif path.is_file():
-            found = [path]
-        else:
+        if not (path.is_dir() or path.is_file()):
             missing.append((str(path), "no such file or folder"))
             continue
-        for p in found:
+        for p in page_files(path):
             files.setdefault(page_name(p, root), p)
     return [(p, name) for name, p in files.items()], missing
 
 
-def skipped_files(paths: list[Path]) -> list[str]:
-    """Files under the given folders that ingest passes over for their type (not one of
-    PAGE_SUFFIXES), so that they can be reported; hidden files and `.meta.json` sidecars aside."""
-    return [str(p) for path in paths if path.is_dir() for p in sorted(path.rglob("*"))
-            if p.is_file() and p.suffix.lower() not in PAGE_SUFFIXES and not p.name.startswith(".")
-            and not p.name.endswith(".meta.json")]
+def page_files(path: Path) -> list[Path]:
+    """The pages `path` gives: a folder's files ending one of PAGE_SUFFIXES (hidden files aside),
+    or the file itself whatever its extension, unless it is a sidecar (`….meta.json`: as the
+    shell's `pages/*` names them beside their pages).
+
+    Usage: ``page_files(Path("pages"))  # [pages/01.txt, pages/2021/02.txt, …]``
+    """
+    if path.is_dir():
+        return [p for p in sorted(path.rglob("*"))
+                if p.is_file() and p.suffix.lower() in PAGE_SUFFIXES and not p.name.startswith(".")]
+    return [path] if path.is_file() and not is_sidecar(path) else []
+
+
+NOT_A_PAGE = "not a page: pages end .txt, .text or .md"
+SIDECAR = "a sidecar: metadata read with its page, not a page itself"
+
+
+def skipped_files(paths: list[Path]) -> list[tuple[str, str]]:
+    """Files given that ingest does not read as pages, with the reason, so that they can be
+    reported: in folders, files of other types than PAGE_SUFFIXES (hidden files and sidecars
+    aside); named, a sidecar whose page is not among those given (with its page, it is simply
+    that page's metadata).
+
+    Usage: ``skipped_files([Path("pages")])  # [("pages/logo.png", NOT_A_PAGE)]``
+    """
+    skipped = {str(p): NOT_A_PAGE for path in paths if path.is_dir() for p in sorted(path.rglob("*"))
+               if p.is_file() and p.suffix.lower() not in PAGE_SUFFIXES and not p.name.startswith(".")
+               and not is_sidecar(p)}
+    named = [p for p in paths if p.is_file() and is_sidecar(p)]
+    if named:  # only then: finding the sidecars in use looks beside every page
+        used = {sidecar_of(p) for path in paths for p in page_files(path)}
+        used = {p.resolve() for p in used if p is not None}
+        skipped.update((str(p), SIDECAR) for p in named if p.resolve() not in used)
+    return list(skipped.items())
 
 
 def embedding_text(page: Page, passage: Passage) -> str:
@@ -305,6 +329,7 @@ def ingest_paths(
     report = IngestReport()
     archive = Archive(index_dir)
     files, report.failures = discover(paths, archive.store.pages_root)
+    report.skipped = skipped_files(paths)
     embedder = load_ingest_embedder(embed_model)
     with archive.writer():
         if rebuild:
@@ -336,8 +361,18 @@ def ingest_paths(
 
 
 def _write_group(archive: Archive, group: list, report: IngestReport) -> None:
-    """Write one embedding batch's pages in order, in one store transaction (`Archive.write_pages`:
-    each page all or nothing, a page the store refuses reported and the others kept)."""
+    """Write one embedding batch's pages in order, in one store transaction (`_write_pages`). A
+    page with the same contents as an earlier one of the batch waits for a transaction after it:
+    there it meets that page in the store (a copy, skipped) or, were that page refused, goes in."""
+    while group:
+        group, later = _first_copies(group)
+        _write_pages(archive, group, report)
+        group = later
+
+
+def _write_pages(archive: Archive, group: list, report: IngestReport) -> None:
+    """Write pages in order, in one store transaction (`Archive.write_pages`: each page all or
+    nothing, a page the store refuses reported and the others kept)."""
     ready = [(item, vectors) for item, vectors in group if _settled(archive, item, report)]
     errors = archive.write_pages([(item.page, item.passages, vectors, item.tokens) for item, vectors in ready])
     for (item, _), error in zip(ready, errors, strict=True):
@@ -349,9 +384,23 @@ def _write_group(archive: Archive, group: list, report: IngestReport) -> None:
         report.passages += len(item.passages)
 
 
+def _first_copies(group: list) -> tuple[list, list]:
+    """`group` split in two, order kept: the first item of each page checksum (and every skip),
+    and the items whose checksum an earlier one has."""
+    seen: set[str] = set()
+    first, later = [], []
+    for item, vectors in group:
+        checksum = item.page.issue.checksum if isinstance(item, PreparedPage) else None
+        (later if checksum in seen else first).append((item, vectors))
+        if checksum is not None:
+            seen.add(checksum)
+    return first, later
+
+
 def _settled(archive: Archive, item: PreparedPage | SkippedPage, report: IngestReport) -> bool:
     """Whether `item` is a page to write, its issue id settled against the store (in file order:
-    an earlier page may take the id); skips, failures and unchanged pages go to `report`."""
+    an earlier page may take the id); skips, failures, unchanged pages and copies of stored
+    pages go to `report`."""
     if isinstance(item, SkippedPage):
         if item.reason is None:
             report.unchanged += 1
@@ -362,6 +411,9 @@ def _settled(archive: Archive, item: PreparedPage | SkippedPage, report: IngestR
     chunked_as = issue.id
     try:
         archive.store.check_identity(issue)
+    except SameContentsError as exc:
+        report.skipped.append((str(item.path), exc.reason))
+        return False
     except PageError as exc:
         report.failures.append((str(item.path), str(exc)))
         return False

@@ -14,6 +14,7 @@ whitespace between OCR lines removed.
 from __future__ import annotations
 
 import bisect
+import codecs
 import hashlib
 import json
 import os
@@ -36,8 +37,8 @@ class Issue:
 
     id: str  # stable, path-safe: derived from the file name
     source: str  # file name the page came from
-    checksum: str  # sha256 of the raw bytes
-    encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030'
+    checksum: str  # sha256 of the raw bytes and the sidecar's (`page_checksum`)
+    encoding: str  # 'utf-8', 'utf-8-sig', 'gb18030', 'utf-16-le', 'utf-16-be'
     paper: str | None = None
     date: str | None = None  # ISO 'YYYY-MM-DD'
     date_source: str | None = None  # 'masthead' | 'sidecar' | 'filename' | 'inferred' | None
@@ -116,13 +117,17 @@ _MAX_CONTROL_SHARE = 0.05  # real text has (almost) none; random binary has ~10%
 
 
 def decode_page(raw: bytes, name: str) -> tuple[str, str]:
-    """Decode page bytes: UTF-8 (with or without BOM), else GB18030 (a superset of GBK).
+    """Decode page bytes: UTF-16 with a byte order mark, else UTF-8 (with or without BOM), else
+    GB18030 (a superset of GBK).
 
     Usage: ``text, encoding = decode_page(path.read_bytes(), path.name)``.
     Raises `PageError` naming `name` for empty, binary or undecodable input.
     """
     if not raw.strip():
         raise PageError(f"{name}: empty page")
+    utf16 = _decode_utf16(raw, name)
+    if utf16 is not None:
+        return utf16
     if b"\x00" in raw:
         raise PageError(f"{name}: binary file (contains NUL bytes)")
     sample = raw[:65536]
@@ -140,6 +145,39 @@ def decode_page(raw: bytes, name: str) -> tuple[str, str]:
     raise PageError(f"{name}: cannot be decoded as UTF-8 or GB18030")
 
 
+_UTF16_BOMS = ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_NOT_TEXT = {"Cc", "Cf", "Cn", "Co", "Cs"}  # control, format, unassigned, private use, surrogate
+
+
+def _decode_utf16(raw: bytes, name: str) -> tuple[str, str] | None:
+    """(text, encoding) of UTF-16 with a byte order mark (Windows Notepad's "Unicode"); None
+    for input that is not UTF-16. Without a mark, UTF-16 is refused by name: its NUL bytes
+    would otherwise read as a binary file, and its byte order would be a guess."""
+    for bom, encoding in _UTF16_BOMS:
+        if raw.startswith(bom):
+            text = _utf16_text(raw[len(bom):], encoding)
+            if text is None:
+                raise PageError(f"{name}: starts with a UTF-16 byte order mark but is not UTF-16 text")
+            if not text.strip():
+                raise PageError(f"{name}: empty page")
+            return text, encoding
+    if b"\x00" in raw and any(_utf16_text(raw, e) is not None for _, e in _UTF16_BOMS):
+        raise PageError(f"{name}: unsupported encoding (UTF-16 without a byte order mark); save it as UTF-8")
+    return None
+
+
+def _utf16_text(raw: bytes, encoding: str) -> str | None:
+    """`raw` decoded as `encoding`, or None when it does not decode or reads as binary (the
+    byte check's share of control, unassigned or private-use characters)."""
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError:
+        return None
+    sample = text[:32768]
+    odd = sum(1 for ch in sample if unicodedata.category(ch) in _NOT_TEXT and ch not in "\t\n\r\x0b\x0c")
+    return None if odd > _MAX_CONTROL_SHARE * len(sample) else text
+
+
 def parse_page(path: Path, source: str | None = None) -> Page:
     """Read, decode and parse one page file (plus its `NAME.meta.json` sidecar, if any).
 
@@ -154,14 +192,21 @@ def parse_page(path: Path, source: str | None = None) -> Page:
     except OSError as exc:
         raise PageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
     text, encoding = decode_page(raw, str(path))
-    # The checksum covers the sidecar too: fixing a page's metadata re-ingests the page.
-    digest = hashlib.sha256(raw)
-    for candidate in sidecar_paths(path):
-        if candidate.is_file():
-            digest.update(candidate.read_bytes())
-            break
-    return parse_text(text, source=source or path.name, checksum=digest.hexdigest(),
+    return parse_text(text, source=source or path.name, checksum=page_checksum(path, raw),
                       encoding=encoding, sidecar=read_sidecar(path))
+
+
+def page_checksum(path: Path, raw: bytes | None = None) -> str:
+    """sha256 of a page file's bytes (`raw`, when already read) and of its sidecar's: fixing a
+    page's metadata re-ingests the page. Raises OSError when the page cannot be read.
+
+    Usage: ``page_checksum(Path("pages/002_x.txt")) == page.issue.checksum``
+    """
+    digest = hashlib.sha256(Path(path).read_bytes() if raw is None else raw)
+    sidecar = sidecar_of(path)
+    if sidecar is not None:
+        digest.update(sidecar.read_bytes())
+    return digest.hexdigest()
 
 
 def sidecar_paths(path: Path) -> list[Path]:
@@ -169,20 +214,35 @@ def sidecar_paths(path: Path) -> list[Path]:
     return [path.with_name(path.name + ".meta.json"), path.with_name(path.stem + ".meta.json")]
 
 
+def sidecar_of(path: Path) -> Path | None:
+    """The sidecar page `path` is read with: the first of `sidecar_paths` that exists, or None.
+
+    Usage: ``sidecar_of(Path("pages/002_x.txt"))  # pages/002_x.txt.meta.json, if there``
+    """
+    return next((c for c in sidecar_paths(Path(path)) if c.is_file()), None)
+
+
+def is_sidecar(path: Path) -> bool:
+    """Whether `path` is named as a sidecar (`….meta.json`): metadata, never a page itself.
+
+    Usage: ``is_sidecar(Path("pages/hy_p3.txt.meta.json"))  # True``
+    """
+    return Path(path).name.endswith(".meta.json")
+
+
 def read_sidecar(path: Path) -> dict | None:
     """The validated sidecar of page `path`, or None when it has none.
 
     Usage: ``read_sidecar(Path("pages/002_x.txt"))  # reads pages/002_x.txt.meta.json``
     """
-    for candidate in sidecar_paths(Path(path)):
-        if not candidate.is_file():
-            continue
-        try:
-            data = json.loads(candidate.read_text(encoding="utf-8-sig"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PageError(f"{candidate}: broken sidecar ({exc})") from exc
-        return _clean_sidecar(data, str(candidate))
-    return None
+    candidate = sidecar_of(path)
+    if candidate is None:
+        return None
+    try:
+        data = json.loads(candidate.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PageError(f"{candidate}: broken sidecar ({exc})") from exc
+    return _clean_sidecar(data, str(candidate))
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")

@@ -44,7 +44,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from qa.chunk import Passage
-from qa.parse import Issue, Page, PageError
+from qa.parse import Issue, Page, PageError, page_checksum
 
 FORMAT_VERSION = "3"
 DB_NAME = "archive.sqlite3"  # the SQLite store's file in the index folder
@@ -170,6 +170,16 @@ def _passage_row(pid: str, art_id: str, ordinal: int, start: int, end: int,
 def _insert_passage(tx, *args) -> int:
     """Insert one passage (`_passage_row`'s arguments); returns its vec_id."""
     return tx.execute(_INSERT_PASSAGE + " RETURNING vec_id", _passage_row(*args)).fetchall()[0][0]
+
+
+class SameContentsError(PageError):
+    """A file new to the archive whose contents (and sidecar) are those of a stored page whose own
+    file is still there: a copy of that page, not a page of its own. `reason` says which page."""
+
+    def __init__(self, source: str, issue_id: str, path: Path):
+        self.issue_id, self.path = issue_id, path
+        self.reason = f"same contents as {issue_id} ({path})"
+        super().__init__(f"{source}: {self.reason}")
 
 
 class IndexMismatchError(RuntimeError):
@@ -603,20 +613,26 @@ class Store(ABC):
         (a new page gets its file stem, made unique with a hash of its name when the stem is taken).
 
         A page whose file has moved (same checksum, old file gone) is renamed in place, and so is a
-        page named by an older index format. A file that may be a page stored by an older format
-        under a shorter name, with other contents, is refused (PageError naming both): replacing
-        it could drop a page, keeping both could duplicate one."""
+        page named by an older index format. A copy of a stored page (same checksum, that page's
+        file still there and still the same) is refused (SameContentsError): identical files are
+        one page, and a second one would only repeat every passage. A file that may be a page
+        stored by an older format under a shorter name, with other contents, is refused
+        (PageError naming both): replacing it could drop a page, keeping both could duplicate one."""
         row = self.conn.execute("SELECT id FROM issues WHERE source = ?", (issue.source,)).fetchone()
         if row is not None:
             issue.id = row["id"]
             return
-        for row in self.conn.execute("SELECT id, source FROM issues WHERE checksum = ?", (issue.checksum,)):
+        same = self.conn.execute("SELECT id, source FROM issues WHERE checksum = ?", (issue.checksum,)).fetchall()
+        for row in same:
             if not self.file_of(row["source"]).exists():
                 with self.transaction() as tx:
                     tx.execute("UPDATE issues SET source = ?, legacy_source = 0 WHERE id = ?",
                                (issue.source, row["id"]))
                 issue.id = row["id"]
                 return
+        for row in same:
+            if self._still_holds(row["source"], issue.checksum):
+                raise SameContentsError(issue.source, row["id"], self.file_of(row["source"]))
         parts = Path(issue.source).parts
         suffixes = [Path(*parts[k:]).as_posix() for k in range(1, len(parts))]
         marks = ",".join("?" * len(suffixes))
@@ -630,6 +646,14 @@ class Store(ABC):
                 f"(qa remove {legacy['source']}) and ingest both again"
             )
         issue.id = self._free_id(issue.source)
+
+    def _still_holds(self, source: str, checksum: str) -> bool:
+        """Whether the file of the page named `source` still has these contents: a file changed
+        since it was ingested is another page now, so a copy of its old contents is no copy."""
+        try:
+            return page_checksum(self.file_of(source)) == checksum
+        except OSError:
+            return False
 
     def _free_id(self, source: str) -> str:
         """The file stem as a path-safe id, or, when another page holds it, the stem and a hash of

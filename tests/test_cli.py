@@ -108,9 +108,44 @@ def test_ingest_with_a_failed_file_exits_1_and_keeps_the_good_ones(tmp_path):
         assert f"skipped: {pages / name}" in r.stderr
     again = runner.invoke(app, ["ingest", str(pages), "--index", str(tmp_path / "index"), "--json"])
     report = json.loads(again.stdout)
-    assert report["unchanged"] == 1 and report["skipped"] == [str(pages / "page.html"), str(pages / "page_noext")]
+    assert report["unchanged"] == 1
+    assert [s["file"] for s in report["skipped"]] == [str(pages / "page.html"), str(pages / "page_noext")]
+    assert {s["reason"] for s in report["skipped"]} == {"not a page: pages end .txt, .text or .md"}
     issues = json.loads(run("issues", "--json", index=tmp_path / "index").stdout)
     assert [i["source"] for i in issues] == ["pages/good.txt"]  # named below the pages root (the index's parent)
+
+
+def test_ingest_of_a_copy_of_a_stored_page_skips_it_and_names_the_page(tmp_path):
+    original, copy = tmp_path / "main" / "003.txt", tmp_path / "checkout" / "003.txt"
+    for path in (original, copy):  # a second checkout: the same page at another path
+        path.parent.mkdir()
+        path.write_bytes((SEEDS / "003_f6f5db6d93bde6b2.txt").read_bytes())
+    index = tmp_path / "index"
+    assert runner.invoke(app, ["ingest", str(original), "--index", str(index)]).exit_code == 0
+    r = runner.invoke(app, ["ingest", str(copy), "--index", str(index)])
+    assert r.exit_code == 0 and "0 pages ingested" in r.stdout and "1 skipped" in r.stdout
+    assert f"skipped: {copy}: same contents as 003 ({original})" in r.stderr
+    assert [i["source"] for i in json.loads(run("issues", "--json", index=index).stdout)] == ["main/003.txt"]
+
+
+def test_a_named_sidecar_is_never_read_as_a_page(tmp_path):
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "hy_p3.txt").write_bytes((SEEDS / "002_2cbcf802db6e83b8.txt").read_bytes())  # no masthead
+    sidecar = pages / "hy_p3.txt.meta.json"
+    sidecar.write_text('{"date": "2022-12-15", "issue": "18390", "page": 3}', encoding="utf-8")
+    index = tmp_path / "index"
+    alone = runner.invoke(app, ["ingest", str(sidecar), "--index", str(index)])
+    assert alone.exit_code == 0 and "0 pages ingested" in alone.stdout and "1 skipped" in alone.stdout
+    assert f"skipped: {sidecar}: a sidecar" in alone.stderr
+    assert json.loads(run("issues", "--json", index=index).stdout) == []
+    # `qa ingest pages/*`: the sidecar beside its page is that page's metadata, nothing more
+    both = runner.invoke(app, ["ingest", str(pages / "hy_p3.txt"), str(sidecar), "--index", str(index), "--json"])
+    assert both.exit_code == 0
+    report = json.loads(both.stdout)
+    assert (report["pages"], report["skipped"], report["failures"]) == (1, [], [])
+    (page,) = json.loads(run("issues", "--json", index=index).stdout)
+    assert page["source"] == "pages/hy_p3.txt" and (page["date"], page["page"]) == ("2022-12-15", 3)
 
 
 @pytest.mark.parametrize("args", [["search", "  "], ["ask", ""]])
@@ -147,6 +182,21 @@ def test_a_reversed_date_range_is_an_error(tmp_path):
 def test_ingest_of_a_missing_path_fails_before_anything_is_created(tmp_path):
     r = runner.invoke(app, ["ingest", str(tmp_path / "does-not-exist"), "--index", str(tmp_path / "index")])
     assert r.exit_code == 1 and "no such file or folder" in r.stderr
+    assert not (tmp_path / "index").exists()
+
+
+def test_ingest_of_a_folder_without_pages_says_so_before_anything_is_created(tmp_path, monkeypatch):
+    import qa.ingest
+
+    monkeypatch.setattr(qa.ingest, "load_ingest_embedder", lambda *a, **k: pytest.fail("the model was loaded"))
+    empty, others = tmp_path / "empty", tmp_path / "others"
+    empty.mkdir()
+    (others / "sub").mkdir(parents=True)
+    (others / "sub" / "page.html").write_text("<p>衡阳</p>", encoding="utf-8")
+    (others / "01.txt.meta.json").write_text('{"page": 1}', encoding="utf-8")
+    for folder in (empty, others):
+        r = runner.invoke(app, ["ingest", str(folder), "--index", str(tmp_path / "index")])
+        assert r.exit_code == 1 and f"no pages found in {folder}" in r.stderr and ".txt" in r.stderr
     assert not (tmp_path / "index").exists()
 
 

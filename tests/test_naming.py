@@ -96,6 +96,48 @@ def test_a_moved_folder_renames_its_pages_instead_of_duplicating_them(years, tmp
     assert _pages(index) == sorted(zip(["archive/2021/01.txt", "archive/2022/01.txt"], ids))
 
 
+def test_identical_files_are_one_page_in_one_run_and_across_runs(years, tmp_path):
+    index = tmp_path / "index"
+    copy = years / "2021" / "copy.txt"
+    copy.write_bytes((years / "2021" / "01.txt").read_bytes())  # beside its original: one batch
+    report = ingest_paths([years], index, progress=False)
+    assert (report.pages, report.failures) == (2, [])
+    (original_id,) = [i for s, i in _pages(index) if s == "years/2021/01.txt"]
+    assert report.skipped == [(str(copy), f"same contents as {original_id} ({years / '2021' / '01.txt'})")]
+    again = ingest_paths([years], index, progress=False)
+    assert (again.pages, again.unchanged, [f for f, _ in again.skipped]) == (0, 2, [str(copy)])
+    elsewhere = tmp_path / "checkout" / "01.txt"  # a second checkout: another path, the original kept
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(copy.read_bytes())
+    assert [f for f, _ in ingest_paths([elsewhere], index, progress=False).skipped] == [str(elsewhere)]
+    assert [s for s, _ in _pages(index)] == ["years/2021/01.txt", "years/2022/01.txt"]
+    _consistent(index)
+
+
+def test_a_moved_page_and_its_copy_keep_the_page_once(years, tmp_path):
+    index = tmp_path / "index"
+    ingest_paths([years], index, progress=False)
+    ids = dict(_pages(index))
+    (years / "2021" / "01.txt").rename(years / "2021" / "a.txt")
+    (years / "2021" / "b.txt").write_bytes((years / "2021" / "a.txt").read_bytes())
+    report = ingest_paths([years], index, progress=False)
+    assert (report.pages, report.unchanged, [f for f, _ in report.skipped]) == (0, 2, [str(years / "2021" / "b.txt")])
+    assert dict(_pages(index)) == {"years/2021/a.txt": ids["years/2021/01.txt"],  # renamed, same id
+                                   "years/2022/01.txt": ids["years/2022/01.txt"]}
+
+
+def test_a_copy_of_what_a_page_held_before_it_changed_is_a_page_of_its_own(years, tmp_path):
+    index = tmp_path / "index"
+    ingest_paths([years / "2021"], index, progress=False)
+    page = years / "2021" / "01.txt"
+    (years / "2021" / "00.txt").write_bytes(page.read_bytes())  # the old contents, read first
+    page.write_text(PAGE_2021.replace("十二亿元", "十五亿元"), encoding="utf-8")
+    report = ingest_paths([years / "2021"], index, progress=False)
+    assert (report.pages, report.skipped) == (2, [])  # both kept: neither version is lost
+    texts = [Store.open(index).issue_text(i) for _, i in _pages(index)]
+    assert any("十二亿元" in t for t in texts) and any("十五亿元" in t for t in texts)
+
+
 # -- indexes written by format 1 (pages named by their path below the folder given) -------------
 
 _FORMAT_1 = """

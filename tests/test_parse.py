@@ -307,12 +307,30 @@ def test_utf8_bom_and_crlf_copies_parse_the_same(tmp_path, pages):
     _same_articles(parsed, pages["000"])
 
 
+@pytest.mark.parametrize("bom, encoding", [(b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")])
+def test_utf16_copies_with_a_byte_order_mark_parse_the_same(tmp_path, pages, bom, encoding):
+    copy = tmp_path / P000.name  # as Windows Notepad saves "Unicode", CRLF line ends included
+    copy.write_bytes(bom + P000.read_text(encoding="utf-8").replace("\n", "\r\n").encode(encoding))
+    parsed = parse_page(copy)
+    assert parsed.issue.encoding == encoding
+    _same_articles(parsed, pages["000"])
+    assert parsed.issue.issue_no == "18012"
+
+
+def test_utf16_without_a_byte_order_mark_is_named_not_called_binary(tmp_path):
+    path = tmp_path / "no_bom.txt"
+    path.write_bytes(P000.read_text(encoding="utf-8").encode("utf-16-le"))
+    with pytest.raises(PageError, match=r"no_bom.txt: unsupported encoding \(UTF-16 without a byte order mark\)"):
+        parse_page(path)
+
+
 @pytest.mark.parametrize("name, content", [
     ("empty.txt", b""),
     ("blank.txt", b"  \n\n\t \r\n  "),
     ("nul.txt", "衡阳日报".encode("utf-8") + b"\x00\x01\x02" * 50),
     ("control.txt", bytes(range(1, 9)) * 200 + "衡阳".encode("utf-8")),
     ("undecodable.txt", b"\xff\xfe\xfd\xfc" * 20),
+    ("utf16_binary.txt", b"\xff\xfe" + bytes(range(256)) * 4),  # a byte order mark on binary bytes
 ])
 def test_unreadable_files_raise_page_error_naming_the_file(tmp_path, name, content):
     path = tmp_path / name
