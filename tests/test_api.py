@@ -3,10 +3,15 @@ citation lookup, issue browsing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
 import pytest
+
+from qa.cite import Citation
+
+CITATION_FIELDS = {f.name for f in dataclasses.fields(Citation)}
 
 # Answers that regressed when this round's branches merged; they must pass again to close #11.
 KNOWN_MISS = pytest.mark.xfail(strict=False, reason="known miss on the merged system (heading lines in first "
@@ -85,6 +90,39 @@ def test_ask_streams_citations_then_pieces_then_done(live_server):
     assert names[0] == "citations" and names[-1] == "done" and "delta" in names
     answer = "".join(d["text"] for n, d in events if n == "delta")
     assert answer == events[-1][1]["answer"] and "奥运会" in answer
+
+
+def _citations_on_every_route(url: str, question: str) -> dict[str, list[dict]]:
+    """The citations /api/ask (JSON and its stream) and /v1/chat/completions (JSON and its first
+    and last chunk) give for one question."""
+    found = {}
+    ask = httpx.post(f"{url}/api/ask", json={"question": question}, timeout=60).json()
+    assert "warning" not in ask  # only when the LLM failed, and none is configured here
+    found["ask"] = ask["citations"]
+    with httpx.stream("POST", f"{url}/api/ask", json={"question": question, "stream": True}, timeout=60) as r:
+        events = dict(_sse(r.read().decode()))
+    found["ask stream citations"] = events["citations"]["citations"]
+    found["ask stream done"] = events["done"]["citations"]
+    chat = {"messages": [{"role": "user", "content": question}]}
+    found["chat"] = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()["citations"]
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**chat, "stream": True}, timeout=60) as r:
+        chunks = [d for _, d in _sse(r.read().decode()) if isinstance(d, dict)]
+    found["chat stream first"], found["chat stream last"] = chunks[0]["citations"], chunks[-1]["citations"]
+    return found
+
+
+@pytest.mark.parametrize("question, page, unknown", [
+    ("长沙海关关长是谁？", "002_", {"paper", "issue", "page"}),  # an inner page: no masthead
+    ("第18012号衡阳日报报道的全国先进制造业百强市榜单中，衡阳排在第几位？", "000_", {"date_evidence"}),  # a printed date
+], ids=["inner-page", "masthead-page"])
+def test_citations_give_unknown_fields_as_null_on_every_route(live_server, question, page, unknown):
+    for route, citations in _citations_on_every_route(live_server, question).items():
+        assert citations, route
+        for c in citations:
+            assert set(c["citation"]) == CITATION_FIELDS, (route, c["chunk_id"])
+        cited = [c["citation"] for c in citations if c["chunk_id"].startswith(page)]
+        assert cited, (route, [c["chunk_id"] for c in citations])
+        assert all(c[name] is None for c in cited for name in unknown), (route, cited[0])
 
 
 @KNOWN_MISS

@@ -101,3 +101,11 @@ def test_citation_schema_follows_the_dataclass(spec):
 def test_issue_schema_carries_date_provenance(spec):
     props = spec["components"]["schemas"]["IssueFields"]["properties"]
     assert {"date", "date_source", "date_evidence", "issue", "page", "source"} <= set(props)
+
+
+def test_ask_warning_is_a_string_when_present(spec):
+    """`warning` is left out when there is none, so it is never null; the rest of the answer is
+    always there."""
+    schema = spec["components"]["schemas"]["AskResponse"]
+    assert schema["properties"]["warning"]["type"] == "string" and "warning" not in schema["required"]
+    assert set(schema["required"]) == {"answer", "no_answer", "citations"}

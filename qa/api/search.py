@@ -14,6 +14,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -89,7 +90,11 @@ class AskResponse(BaseModel):
     no_answer: bool = Field(..., description="True when the archive does not answer the question; "
                                              "`citations` then lists the closest passages.")
     citations: list[CitedPassage]
-    warning: str | None = Field(None, description="Set when the LLM failed and the extractive answer was used.")
+    # Present only when set, so the schema says `string`, not nullable. Excluding None per field
+    # keeps the citations' null fields (paper, issue, page… of a page without a masthead).
+    warning: str | SkipJsonSchema[None] = Field(None, exclude_if=lambda v: v is None,
+                                                description="Only when the LLM failed and the extractive "
+                                                            "answer was used.")
 
 
 _ASK_STREAM = {
@@ -111,8 +116,7 @@ def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     return {"query": req.query, "results": [h.to_dict() for h in hits]}
 
 
-@router.post("/api/ask", response_model=AskResponse, response_model_exclude_none=True, tags=["answer"],
-             summary="Ask a question",
+@router.post("/api/ask", response_model=AskResponse, tags=["answer"], summary="Ask a question",
              responses={200: {"content": {"text/event-stream": _ASK_STREAM},
                               "description": "JSON, or with `stream: true` Server-Sent Events: "
                                              "`citations`, then `delta` pieces, then `done` (the JSON "
