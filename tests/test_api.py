@@ -183,6 +183,49 @@ def test_openai_client_against_the_live_server(live_server):
     assert "".join(pieces) == content
 
 
+def _chat(url: str, messages: list[dict], stream: bool) -> tuple[int, dict]:
+    """Status and (answer, citation ids) or the error body of one chat completion."""
+    body = {"messages": messages, "stream": stream}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+        raw = r.read().decode()
+    if r.status_code != 200:
+        return r.status_code, json.loads(raw)
+    if not stream:
+        reply = json.loads(raw)
+        return 200, {"answer": reply["choices"][0]["message"]["content"],
+                     "cited": [c["chunk_id"] for c in reply["citations"]]}
+    chunks = [d for _, d in _sse(raw) if isinstance(d, dict)]
+    return 200, {"answer": "".join(c["choices"][0]["delta"].get("content", "") for c in chunks),
+                 "cited": [c["chunk_id"] for c in chunks[-1]["citations"]]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_chat_takes_content_parts_as_text(live_server, stream):
+    """OpenAI clients may send `content` as a list of parts: the text parts, joined, are the message."""
+    plain = [{"role": "system", "content": "只根据报纸回答。"},
+             {"role": "user", "content": "刘越高率队去了哪些省直部门？"},
+             {"role": "assistant", "content": "省商务厅、长沙海关等。"},
+             {"role": "user", "content": "长沙海关关长是谁？"}]
+    parts = [{**m, "content": [{"type": "text", "text": m["content"][:3]}, {"type": "text", "text": m["content"][3:]}]}
+             for m in plain]
+    status, as_string = _chat(live_server, plain, stream)
+    assert status == 200 and "朱光耀" in as_string["answer"]
+    assert _chat(live_server, parts, stream) == (200, as_string)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("role", ["system", "assistant", "user"])
+def test_openai_chat_refuses_parts_that_are_not_text(live_server, stream, role):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = [{"role": role, "content": [{"type": "text", "text": "长沙海关关长是谁？"}, image]}]
+    if role != "user":
+        messages.append({"role": "user", "content": "长沙海关关长是谁？"})
+    status, body = _chat(live_server, messages, stream)
+    message = body["error"]["message"]
+    assert status == 422 and "messages.0.content" in message, body
+    assert "content part 1 is of type 'image_url': only text parts are accepted" in message
+
+
 @pytest.mark.slow
 def test_several_workers_answer_and_all_see_a_completed_ingest(fresh_index, tmp_path):
     import os

@@ -109,3 +109,12 @@ def test_ask_warning_is_a_string_when_present(spec):
     schema = spec["components"]["schemas"]["AskResponse"]
     assert schema["properties"]["warning"]["type"] == "string" and "warning" not in schema["required"]
     assert set(schema["required"]) == {"answer", "no_answer", "citations"}
+
+
+def test_chat_messages_take_a_string_or_text_parts(spec):
+    schemas = spec["components"]["schemas"]
+    request = schemas["ChatRequest"]["properties"]["messages"]["items"]["$ref"].rsplit("/", 1)[1]
+    content = schemas[request]["properties"]["content"]["anyOf"]
+    part = content[1]["items"]["$ref"].rsplit("/", 1)[1]
+    assert content[0] == {"type": "string"} and content[1]["type"] == "array"
+    assert schemas[part]["properties"]["type"]["const"] == "text" and schemas[part]["required"] == ["type", "text"]
