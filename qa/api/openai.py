@@ -123,7 +123,7 @@ def models():
              responses={200: {"content": {"text/event-stream": _CHUNKS},
                               "description": "A `chat.completion`, or with `stream: true` its chunks; the "
                                              "first and the last chunk carry `citations`."},
-                        **error_responses(401, 413, 422, 500)})
+                        **error_responses(400, 401, 413, 422, 500)})
 async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
     """OpenAI-compatible chat: the last user message is the question, earlier ones the history.
     Citations travel in the extra field `citations`."""

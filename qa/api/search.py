@@ -106,7 +106,7 @@ _ASK_STREAM = {
 
 # -- routes -----------------------------------------------------------------------------------------
 @router.post("/api/search", response_model=SearchResponse, tags=["search"], summary="Search passages",
-             responses=error_responses(401, 413, 422, 500))
+             responses=error_responses(400, 401, 413, 422, 500))
 def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     """Passages that answer the query, best first, each with its issue citation.
     `date_from`, `date_to` and `issue` restrict the archive searched."""
@@ -121,7 +121,7 @@ def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
                               "description": "JSON, or with `stream: true` Server-Sent Events: "
                                              "`citations`, then `delta` pieces, then `done` (the JSON "
                                              "body) or `error`."},
-                        **error_responses(401, 413, 422, 500)})
+                        **error_responses(400, 401, 413, 422, 500)})
 async def api_ask(req: AskRequest, svc: Services = Depends(get_services)):
     """An extractive (or LLM-written) answer with `[n]` markers, and the passages it cites.
     With `history`, a follow-up question is resolved against the conversation."""
