@@ -55,9 +55,15 @@ def test_search_returns_passages_with_citations(live_server):
     assert top["citation"]["date"] == "2021-11-30" and top["citation"]["issue"] == "18012"
 
 
-def test_search_filters_by_request_issue(live_server):
-    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "top_k": 10, "issue": "176001"}, timeout=60)
+@pytest.mark.parametrize("issue", ["176001", 176001])  # a JSON number is the issue's digits too
+def test_search_filters_by_request_issue(live_server, issue):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "top_k": 10, "issue": issue}, timeout=60)
     assert r.status_code == 200 and {h["citation"]["issue"] for h in r.json()["results"]} == {"176001"}
+
+
+def test_search_issue_that_is_no_number_is_refused(live_server):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "issue": True}, timeout=60)
+    assert r.status_code == 422 and "issue numbers are digits" in r.json()["error"]["message"]
 
 
 def test_ask_answers_with_markers_for_every_citation(live_server):

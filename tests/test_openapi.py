@@ -118,3 +118,8 @@ def test_chat_messages_take_a_string_or_text_parts(spec):
     part = content[1]["items"]["$ref"].rsplit("/", 1)[1]
     assert content[0] == {"type": "string"} and content[1]["type"] == "array"
     assert schemas[part]["properties"]["type"]["const"] == "text" and schemas[part]["required"] == ["type", "text"]
+
+
+def test_search_issue_takes_a_string_or_a_number(spec):
+    issue = spec["components"]["schemas"]["SearchRequest"]["properties"]["issue"]
+    assert [t.get("type") for t in issue["anyOf"]] == ["string", "integer", "null"]

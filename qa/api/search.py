@@ -48,9 +48,19 @@ class SearchRequest(DateFiltered):
     query: str = Field(..., description="The question or keywords, in Chinese.",
                        examples=["衡阳在全国先进制造业百强市榜单中排第几？"])
     top_k: int = TopK
-    issue: str | None = Field(None, description="Only this issue number, as printed (e.g. '18012').")
+    issue: str | int | None = Field(None, description="Only this issue number, as printed "
+                                    "(e.g. '18012' or 18012).", examples=["18012"])
 
-    _issue = field_validator("issue")(check_issue)
+    @field_validator("issue", mode="before")
+    @classmethod
+    def _issue(cls, value):
+        # Before pydantic's own checks: they would word a wrong type as two union errors, and
+        # their int would take `true` as issue 1.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f'issue numbers are digits, e.g. "18012" or 18012, not {json.dumps(value)}')
+        return check_issue(value)
 
 
 class SearchResult(BaseModel):
