@@ -3,10 +3,15 @@ citation lookup, issue browsing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import httpx
 import pytest
+
+from qa.cite import Citation
+
+CITATION_FIELDS = {f.name for f in dataclasses.fields(Citation)}
 
 # Answers that regressed when this round's branches merged; they must pass again to close #11.
 KNOWN_MISS = pytest.mark.xfail(strict=False, reason="known miss on the merged system (heading lines in first "
@@ -50,9 +55,15 @@ def test_search_returns_passages_with_citations(live_server):
     assert top["citation"]["date"] == "2021-11-30" and top["citation"]["issue"] == "18012"
 
 
-def test_search_filters_by_request_issue(live_server):
-    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "top_k": 10, "issue": "176001"}, timeout=60)
+@pytest.mark.parametrize("issue", ["176001", 176001])  # a JSON number is the issue's digits too
+def test_search_filters_by_request_issue(live_server, issue):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "top_k": 10, "issue": issue}, timeout=60)
     assert r.status_code == 200 and {h["citation"]["issue"] for h in r.json()["results"]} == {"176001"}
+
+
+def test_search_issue_that_is_no_number_is_refused(live_server):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "习近平", "issue": True}, timeout=60)
+    assert r.status_code == 422 and "issue numbers are digits" in r.json()["error"]["message"]
 
 
 def test_ask_answers_with_markers_for_every_citation(live_server):
@@ -85,6 +96,39 @@ def test_ask_streams_citations_then_pieces_then_done(live_server):
     assert names[0] == "citations" and names[-1] == "done" and "delta" in names
     answer = "".join(d["text"] for n, d in events if n == "delta")
     assert answer == events[-1][1]["answer"] and "奥运会" in answer
+
+
+def _citations_on_every_route(url: str, question: str) -> dict[str, list[dict]]:
+    """The citations /api/ask (JSON and its stream) and /v1/chat/completions (JSON and its first
+    and last chunk) give for one question."""
+    found = {}
+    ask = httpx.post(f"{url}/api/ask", json={"question": question}, timeout=60).json()
+    assert "warning" not in ask  # only when the LLM failed, and none is configured here
+    found["ask"] = ask["citations"]
+    with httpx.stream("POST", f"{url}/api/ask", json={"question": question, "stream": True}, timeout=60) as r:
+        events = dict(_sse(r.read().decode()))
+    found["ask stream citations"] = events["citations"]["citations"]
+    found["ask stream done"] = events["done"]["citations"]
+    chat = {"messages": [{"role": "user", "content": question}]}
+    found["chat"] = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60).json()["citations"]
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json={**chat, "stream": True}, timeout=60) as r:
+        chunks = [d for _, d in _sse(r.read().decode()) if isinstance(d, dict)]
+    found["chat stream first"], found["chat stream last"] = chunks[0]["citations"], chunks[-1]["citations"]
+    return found
+
+
+@pytest.mark.parametrize("question, page, unknown", [
+    ("长沙海关关长是谁？", "002_", {"paper", "issue", "page"}),  # an inner page: no masthead
+    ("第18012号衡阳日报报道的全国先进制造业百强市榜单中，衡阳排在第几位？", "000_", {"date_evidence"}),  # a printed date
+], ids=["inner-page", "masthead-page"])
+def test_citations_give_unknown_fields_as_null_on_every_route(live_server, question, page, unknown):
+    for route, citations in _citations_on_every_route(live_server, question).items():
+        assert citations, route
+        for c in citations:
+            assert set(c["citation"]) == CITATION_FIELDS, (route, c["chunk_id"])
+        cited = [c["citation"] for c in citations if c["chunk_id"].startswith(page)]
+        assert cited, (route, [c["chunk_id"] for c in citations])
+        assert all(c[name] is None for c in cited for name in unknown), (route, cited[0])
 
 
 @KNOWN_MISS
@@ -143,6 +187,49 @@ def test_openai_client_against_the_live_server(live_server):
         messages=[{"role": "user", "content": "市政府2021年第15次常务会议原则通过了哪部条例草案？"}])
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert "".join(pieces) == content
+
+
+def _chat(url: str, messages: list[dict], stream: bool) -> tuple[int, dict]:
+    """Status and (answer, citation ids) or the error body of one chat completion."""
+    body = {"messages": messages, "stream": stream}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as r:
+        raw = r.read().decode()
+    if r.status_code != 200:
+        return r.status_code, json.loads(raw)
+    if not stream:
+        reply = json.loads(raw)
+        return 200, {"answer": reply["choices"][0]["message"]["content"],
+                     "cited": [c["chunk_id"] for c in reply["citations"]]}
+    chunks = [d for _, d in _sse(raw) if isinstance(d, dict)]
+    return 200, {"answer": "".join(c["choices"][0]["delta"].get("content", "") for c in chunks),
+                 "cited": [c["chunk_id"] for c in chunks[-1]["citations"]]}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_chat_takes_content_parts_as_text(live_server, stream):
+    """OpenAI clients may send `content` as a list of parts: the text parts, joined, are the message."""
+    plain = [{"role": "system", "content": "只根据报纸回答。"},
+             {"role": "user", "content": "刘越高率队去了哪些省直部门？"},
+             {"role": "assistant", "content": "省商务厅、长沙海关等。"},
+             {"role": "user", "content": "长沙海关关长是谁？"}]
+    parts = [{**m, "content": [{"type": "text", "text": m["content"][:3]}, {"type": "text", "text": m["content"][3:]}]}
+             for m in plain]
+    status, as_string = _chat(live_server, plain, stream)
+    assert status == 200 and "朱光耀" in as_string["answer"]
+    assert _chat(live_server, parts, stream) == (200, as_string)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("role", ["system", "assistant", "user"])
+def test_openai_chat_refuses_parts_that_are_not_text(live_server, stream, role):
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    messages = [{"role": role, "content": [{"type": "text", "text": "长沙海关关长是谁？"}, image]}]
+    if role != "user":
+        messages.append({"role": "user", "content": "长沙海关关长是谁？"})
+    status, body = _chat(live_server, messages, stream)
+    message = body["error"]["message"]
+    assert status == 422 and "messages.0.content" in message, body
+    assert "content part 1 is of type 'image_url': only text parts are accepted" in message
 
 
 @pytest.mark.slow

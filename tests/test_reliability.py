@@ -68,6 +68,35 @@ def test_bad_requests_get_a_clear_4xx_and_the_server_stays_up(live_server):
         assert ok.status_code == 200 and ok.json()["results"]
 
 
+# What a curl user gets wrong, and the words the answer must hold to say what to do about it.
+MENDABLE_REQUESTS = [
+    ({"content": b'{"query": "x"}'}, 422, "Content-Type: application/json (this request had no Content-Type)"),
+    ({"content": b'{"query": "x"}', "headers": {"content-type": "application/x-www-form-urlencoded"}}, 422,
+     "Content-Type: application/json (this request had Content-Type 'application/x-www-form-urlencoded')"),
+    ({"content": b'{"query": "x",}', "headers": {"content-type": "application/json"}}, 422,
+     "the body is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 15 (char 14)"),
+    ({"content": b"", "headers": {"content-type": "application/json"}}, 422, "the body is empty"),
+    ({"json": ["query", "衡阳"]}, 422, "the body must be a JSON object {...}, not an array"),
+    ({"json": {"query": "衡阳", "date_from": "30/11/2021"}}, 422, "date_from: dates are YYYY-MM-DD"),
+    ({"content": '{"query": "衡阳"}'.encode("gbk"), "headers": {"content-type": "application/json"}}, 400,
+     "the body is not UTF-8 text (byte 0xba at position 11)"),
+]
+
+
+@pytest.mark.parametrize("request_kwargs, status, words", MENDABLE_REQUESTS,
+                         ids=["no-type", "form-type", "bad-json", "empty", "array", "bad-field", "gbk"])
+def test_bad_bodies_are_answered_with_what_to_mend(live_server, request_kwargs, status, words):
+    r = httpx.post(f"{live_server}/api/search", timeout=60, **request_kwargs)
+    assert (r.status_code, r.headers["content-type"]) == (status, "application/json")
+    assert words in r.json()["error"]["message"]
+
+
+def test_a_wrong_method_says_which_to_use(live_server):
+    r = httpx.get(f"{live_server}/api/ask")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json() == {"error": {"message": "GET is not allowed on /api/ask; use POST"}}
+
+
 @pytest.fixture(scope="module")
 def keyed_server(seed_index, tmp_path_factory):
     directory = tmp_path_factory.mktemp("keyed") / "index"

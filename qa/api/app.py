@@ -24,8 +24,9 @@ from qa.config import Settings, get_settings
 
 DESCRIPTION = """Ask the 衡阳日报 archive; every answer cites issue, date, page and passage.
 
-Every error is JSON: `{"error": {"message": "..."}}`. When the server runs with `QA_API_KEY`,
-`/api/*` and `/v1/*` need `Authorization: Bearer <key>`."""
+Every error is JSON: `{"error": {"message": "..."}}`, including a 405 (with `Allow`) for a method
+a route does not take. POST bodies are JSON objects sent as `Content-Type: application/json`, in
+UTF-8. When the server runs with `QA_API_KEY`, `/api/*` and `/v1/*` need `Authorization: Bearer <key>`."""
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -15,7 +15,7 @@ import uuid
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -39,10 +39,46 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class TextPart(BaseModel):
+    """One part of a message's content in OpenAI's list form; only text parts are accepted."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """A request message: `content` is a string or OpenAI's list of text parts, joined in order
+    (many OpenAI clients send the list form)."""
+
+    role: Literal["user", "assistant", "system"]
+    content: str | list[TextPart]
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_parts(cls, value):
+        # Joined here so that the routes only ever see a string; the list type is for the schema.
+        if not isinstance(value, list):
+            return value
+        return "".join(_part_text(i, part) for i, part in enumerate(value))
+
+
+def _part_text(i: int, part) -> str:
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "text" and isinstance(part.get("text"), str):
+        return part["text"]
+    if kind == "text":
+        problem = 'has no "text" string'
+    elif isinstance(kind, str):
+        problem = f"is of type {kind!r}: only text parts are accepted"
+    else:
+        problem = 'is not an object with a "type"'
+    raise ValueError(f'content part {i} {problem}; a text part is {{"type": "text", "text": "..."}}')
+
+
 class ChatRequest(BaseModel):
     model: str = Field(MODEL_ID, description="Echoed back; the archive answers whatever the name.")
-    messages: list[Message] = Field(..., min_length=1, max_length=50,
-                                    description="The last user message is the question, earlier ones the history.")
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=50, description="The last user message "
+                                        "is the question, earlier ones the history.")
     stream: bool = False
     temperature: float | None = Field(None, description="Accepted for compatibility; ignored.")
     max_tokens: int | None = Field(None, description="Accepted for compatibility; ignored.")
@@ -87,7 +123,7 @@ def models():
              responses={200: {"content": {"text/event-stream": _CHUNKS},
                               "description": "A `chat.completion`, or with `stream: true` its chunks; the "
                                              "first and the last chunk carry `citations`."},
-                        **error_responses(401, 413, 422, 500)})
+                        **error_responses(400, 401, 413, 422, 500)})
 async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
     """OpenAI-compatible chat: the last user message is the question, earlier ones the history.
     Citations travel in the extra field `citations`."""

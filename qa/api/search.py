@@ -14,6 +14,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -47,9 +48,19 @@ class SearchRequest(DateFiltered):
     query: str = Field(..., description="The question or keywords, in Chinese.",
                        examples=["衡阳在全国先进制造业百强市榜单中排第几？"])
     top_k: int = TopK
-    issue: str | None = Field(None, description="Only this issue number, as printed (e.g. '18012').")
+    issue: str | int | None = Field(None, description="Only this issue number, as printed "
+                                    "(e.g. '18012' or 18012).", examples=["18012"])
 
-    _issue = field_validator("issue")(check_issue)
+    @field_validator("issue", mode="before")
+    @classmethod
+    def _issue(cls, value):
+        # Before pydantic's own checks: they would word a wrong type as two union errors, and
+        # their int would take `true` as issue 1.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f'issue numbers are digits, e.g. "18012" or 18012, not {json.dumps(value)}')
+        return check_issue(value)
 
 
 class SearchResult(BaseModel):
@@ -89,7 +100,11 @@ class AskResponse(BaseModel):
     no_answer: bool = Field(..., description="True when the archive does not answer the question; "
                                              "`citations` then lists the closest passages.")
     citations: list[CitedPassage]
-    warning: str | None = Field(None, description="Set when the LLM failed and the extractive answer was used.")
+    # Present only when set, so the schema says `string`, not nullable. Excluding None per field
+    # keeps the citations' null fields (paper, issue, page… of a page without a masthead).
+    warning: str | SkipJsonSchema[None] = Field(None, exclude_if=lambda v: v is None,
+                                                description="Only when the LLM failed and the extractive "
+                                                            "answer was used.")
 
 
 _ASK_STREAM = {
@@ -101,7 +116,7 @@ _ASK_STREAM = {
 
 # -- routes -----------------------------------------------------------------------------------------
 @router.post("/api/search", response_model=SearchResponse, tags=["search"], summary="Search passages",
-             responses=error_responses(401, 413, 422, 500))
+             responses=error_responses(400, 401, 413, 422, 500))
 def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     """Passages that answer the query, best first, each with its issue citation.
     `date_from`, `date_to` and `issue` restrict the archive searched."""
@@ -111,13 +126,12 @@ def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     return {"query": req.query, "results": [h.to_dict() for h in hits]}
 
 
-@router.post("/api/ask", response_model=AskResponse, response_model_exclude_none=True, tags=["answer"],
-             summary="Ask a question",
+@router.post("/api/ask", response_model=AskResponse, tags=["answer"], summary="Ask a question",
              responses={200: {"content": {"text/event-stream": _ASK_STREAM},
                               "description": "JSON, or with `stream: true` Server-Sent Events: "
                                              "`citations`, then `delta` pieces, then `done` (the JSON "
                                              "body) or `error`."},
-                        **error_responses(401, 413, 422, 500)})
+                        **error_responses(400, 401, 413, 422, 500)})
 async def api_ask(req: AskRequest, svc: Services = Depends(get_services)):
     """An extractive (or LLM-written) answer with `[n]` markers, and the passages it cites.
     With `history`, a follow-up question is resolved against the conversation."""
