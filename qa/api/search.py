@@ -103,8 +103,11 @@ class AskResponse(BaseModel):
     # Present only when set, so the schema says `string`, not nullable. Excluding None per field
     # keeps the citations' null fields (paper, issue, page… of a page without a masthead).
     warning: str | SkipJsonSchema[None] = Field(None, exclude_if=lambda v: v is None,
-                                                description="Only when the LLM failed and the extractive "
-                                                            "answer was used.")
+                                                description="Only when there is something the reader must "
+                                                            "know: the question names an issue or days the "
+                                                            "archive lacks, so the answer comes from others "
+                                                            "(in Chinese, for the reader), or the LLM failed "
+                                                            "and the extractive answer was used.")
 
 
 _ASK_STREAM = {
