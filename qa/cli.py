@@ -352,11 +352,20 @@ def _search_backend(name: str):
 
 
 @app.command("issues")
-def issues_cmd(index: Optional[Path] = IndexOpt, json_out: bool = JsonOpt) -> None:
-    """List the archive's issues (pages) with their articles."""
+def issues_cmd(
+    date_from: Optional[str] = FromOpt,
+    date_to: Optional[str] = ToOpt,
+    issue: Optional[str] = IssueOpt,
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most this many (default: all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
+    index: Optional[Path] = IndexOpt,
+    json_out: bool = JsonOpt,
+) -> None:
+    """List the archive's issues (pages) with their articles, by date (undated last)."""
     from qa.lookup import issue_list
 
-    data = issue_list(_open_store(index))
+    _check_range(date_from, date_to)
+    data = issue_list(_open_store(index), date_from, date_to, issue, limit, offset)
     if json_out:
         _print_json(data)
         return

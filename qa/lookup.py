@@ -30,15 +30,17 @@ def _article_fields(a: ArticleRow) -> dict:
             "start": a.start, "end": a.end}
 
 
-def issue_list(store: Store) -> list[dict]:
-    """Every issue with its articles (`passages` = how many passages each has)."""
-    out = []
-    for issue in store.issues():
-        counts = store.passage_counts(issue.id)
-        arts = [{"id": a.id, "headline": a.headline, "byline": a.byline, "passages": counts.get(a.id, 0)}
-                for a in store.articles(issue.id)]
-        out.append(_issue_fields(issue) | {"articles": arts})
-    return out
+def issue_list(store: Store, date_from: str | None = None, date_to: str | None = None,
+               issue_no: str | None = None, limit: int | None = None, offset: int = 0) -> list[dict]:
+    """The issues `store.issues` gives for these filters (all by default), each with its articles
+    (`passages` = how many passages each has), in two statements whatever their number.
+
+    Usage: ``issue_list(store, "2021-11-01", "2021-11-30", limit=100)``"""
+    issues = store.issues(date_from, date_to, issue_no, limit, offset)
+    articles = store.article_summaries([i.id for i in issues])
+    return [_issue_fields(i) | {"articles": [{"id": a, "headline": h, "byline": b, "passages": n}
+                                             for a, h, b, n in articles[i.id]]}
+            for i in issues]
 
 
 def issue_detail(store: Store, issue_id: str) -> dict | None:

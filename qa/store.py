@@ -682,11 +682,36 @@ class Store(ABC):
             "passages": c.execute("SELECT COUNT(*) FROM passages").fetchone()[0],
         }
 
-    def issues(self) -> list[IssueRow]:
-        rows = self.conn.execute(
-            "SELECT * FROM issues ORDER BY date IS NULL, date, issue_no, source"
-        ).fetchall()
-        return [_issue(r) for r in rows]
+    def issues(self, date_from: str | None = None, date_to: str | None = None, issue_no: str | None = None,
+               limit: int | None = None, offset: int = 0) -> list[IssueRow]:
+        """Issues by date (undated last), those of [`date_from`, `date_to`] and `issue_no` when
+        given, `limit` of them from `offset`: an archive of decades is browsed a page at a time.
+
+        Usage: ``store.issues("2021-11-01", "2021-11-30", limit=100)``"""
+        where, args = _issue_filter(date_from, date_to, issue_no)
+        sql = f"SELECT * FROM issues{where} ORDER BY date IS NULL, date, issue_no, source"
+        if limit is not None:
+            sql, args = sql + " LIMIT ? OFFSET ?", [*args, limit, offset]
+        return [_issue(r) for r in self.conn.execute(sql, args).fetchall()]
+
+    def count_issues(self, date_from: str | None = None, date_to: str | None = None,
+                     issue_no: str | None = None) -> int:
+        """How many issues `issues` gives with these filters and no limit."""
+        where, args = _issue_filter(date_from, date_to, issue_no)
+        return self.conn.execute(f"SELECT COUNT(*) FROM issues{where}", args).fetchone()[0]
+
+    def article_summaries(self, issue_ids: list[str]) -> dict[str, list[tuple[str, str | None, str | None, int]]]:
+        """Each issue's articles in order as (id, headline, byline, number of passages), in one
+        statement per 900 issues, without rebuilding their bodies from the page text.
+
+        Usage: ``store.article_summaries(["000_72e2"])["000_72e2"][0]`` → ('000_72e2:a000', '…', None, 3)"""
+        rows = self._rows_in("SELECT a.issue_id, a.id, a.idx, a.headline, a.byline, "
+                             "(SELECT COUNT(*) FROM passages p WHERE p.article_id = a.id) AS n "
+                             "FROM articles a WHERE a.issue_id", issue_ids)
+        out: dict[str, list[tuple[str, str | None, str | None, int]]] = {i: [] for i in issue_ids}
+        for r in sorted(rows, key=lambda r: (r["issue_id"], r["idx"])):
+            out[r["issue_id"]].append((r["id"], r["headline"], r["byline"], r["n"]))
+        return out
 
     def issue(self, issue_id: str) -> IssueRow | None:
         r = self.conn.execute("SELECT * FROM issues WHERE id = ?", (issue_id,)).fetchone()
@@ -879,6 +904,16 @@ def _passage_text(r: Any, articles: dict[str, ArticleRow]) -> str:
         return r["text"]
     art = articles.get(r["article_id"])
     return art.body[r["body_start"]:r["body_end"]] if art else ""
+
+
+def _issue_filter(date_from: str | None, date_to: str | None, issue_no: str | None) -> tuple[str, list]:
+    """The WHERE clause (with its arguments) of issues in a date range and of an issue number."""
+    conditions, args = [], []
+    for clause, value in (("date >= ?", date_from), ("date <= ?", date_to), ("issue_no = ?", issue_no)):
+        if value is not None:
+            conditions.append(clause)
+            args.append(value)
+    return (" WHERE " + " AND ".join(conditions) if conditions else ""), args
 
 
 def _issue(r: Any) -> IssueRow:

@@ -169,6 +169,31 @@ def test_issue_browsing(live_server):
     assert httpx.get(f"{live_server}/api/issues/nope").status_code == 404
 
 
+def test_issues_are_listed_a_page_at_a_time_and_filtered(live_server):
+    # an archive of decades holds tens of thousands of pages: never all in one answer
+    def listed(**params):
+        r = httpx.get(f"{live_server}/api/issues", params=params)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    everything = listed()
+    assert everything["total"] == 5 and everything["next_offset"] is None
+    dates = [i["date"] for i in everything["issues"]]
+    assert dates == sorted(dates)
+    first, rest = listed(limit=2), listed(limit=2, offset=2)
+    assert first["total"] == 5 and first["next_offset"] == 2 and rest["next_offset"] == 4
+    assert [i["id"] for i in first["issues"] + rest["issues"]] == [i["id"] for i in everything["issues"][:4]]
+    assert listed(limit=2, offset=4)["next_offset"] is None
+    assert first["issues"][0]["articles"] == everything["issues"][0]["articles"]
+    year = listed(date_from="2021-01-01", date_to="2021-12-31")
+    assert year["total"] == 2 and {i["date"][:4] for i in year["issues"]} == {"2021"}
+    assert [i["issue"] for i in listed(issue="18012")["issues"]] == ["18012"]
+    for bad in ({"limit": 0}, {"limit": 100000}, {"offset": -1}, {"date_from": "2021-13-01"},
+                {"date_from": "2021-12-01", "date_to": "2021-01-01"}, {"issue": "abc"}):
+        r = httpx.get(f"{live_server}/api/issues", params=bad)
+        assert r.status_code == 422 and r.json()["error"]["message"], (bad, r.text)
+
+
 def test_openai_client_against_the_live_server(live_server):
     from openai import OpenAI
 

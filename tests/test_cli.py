@@ -28,6 +28,9 @@ def test_issues_json_lists_issues_with_articles(seed_index):
     assert {"id", "paper", "date", "date_source", "issue", "page", "page_count", "source", "articles"} <= set(one)
     assert one["date"] == "2021-11-30" and one["date_source"] == "masthead" and one["page_count"] == 8
     assert all({"id", "headline", "byline", "passages"} <= set(a) for a in one["articles"])
+    r = run("issues", "--json", "--from", "2021-01-01", "--to", "2021-12-31", "--limit", "1", "--offset", "1",
+            index=seed_index)
+    assert [i["date"] for i in json.loads(r.stdout)] == ["2021-11-30"]  # the second of 2021's two
 
 
 def test_show_json_gives_passages_with_spans(seed_index):

@@ -499,6 +499,8 @@ def test_every_api_route_answers_the_same_from_postgresql(seed_index, live_serve
         assert httpx.get(f"{pg}/api/issues", timeout=60).json() == issues
         issue_id = issues["issues"][0]["id"]
         calls = [("get", f"/api/issues/{issue_id}", None),
+                 ("get", "/api/issues?date_from=2021-01-01&limit=2&offset=1", None),
+                 ("get", "/api/issues?issue=18012", None),
                  ("post", "/api/search", {"query": "衡阳的云绩效、云督查平台是哪天投入运行的？", "top_k": 5}),
                  ("post", "/api/search", {"query": "习近平", "top_k": 10, "issue": "176001"}),
                  ("post", "/api/ask", {"question": "第18012号衡阳日报报道的全国先进制造业百强市榜单中，衡阳排在第几位？"}),

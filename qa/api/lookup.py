@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter, Depends, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qa.api.errors import error_responses
+from qa.api.search import DateFiltered
 from qa.api.services import Services, get_services
 from qa.lookup import citation_detail, issue_detail, issue_list
 from qa.retrieve import Citation
+from qa.validate import check_issue
 
 router = APIRouter(tags=["lookup"])
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,200}$")
+ISSUES_MAX = 1000  # issues per page of GET /api/issues
 
 
 # -- models (open to fields the lookup adds later: they pass through) ---------------------------------
@@ -54,6 +59,18 @@ class IssueSummary(IssueFields):
 
 class IssueList(BaseModel):
     issues: list[IssueSummary]
+    total: int = Field(..., description="How many issues match the filters.")
+    next_offset: int | None = Field(..., description="`offset` of the next page of issues; null on the last.")
+
+
+class IssueQuery(DateFiltered):
+    """Which issues `GET /api/issues` lists: a date range, an issue number, a page of them."""
+
+    issue: str | None = Field(None, description="Only this issue number, as printed.", examples=["18012"])
+    limit: int = Field(100, ge=1, le=ISSUES_MAX, description=f"Issues per page, 1-{ISSUES_MAX}.")
+    offset: int = Field(0, ge=0, description="How many issues to skip (the `next_offset` of the page before).")
+
+    _issue = field_validator("issue")(check_issue)
 
 
 class ArticleFields(BaseModel):
@@ -121,10 +138,16 @@ def citation(chunk_id: str, svc: Services = Depends(get_services)):
 
 
 @router.get("/api/issues", response_model=IssueList, summary="List issues",
-            responses=error_responses(401, 500))
-def issues(svc: Services = Depends(get_services)):
-    """Every page in the archive with its issue metadata and its articles."""
-    return {"issues": issue_list(svc.archive.store)}
+            responses=error_responses(401, 422, 500))
+def issues(q: Annotated[IssueQuery, Query()], svc: Services = Depends(get_services)):
+    """The archive's pages with their issue metadata and their articles, by date (undated last),
+    `limit` at a time: an archive of decades holds tens of thousands. `date_from`, `date_to`
+    and `issue` narrow the list; `total` counts all that match, `next_offset` asks for the rest."""
+    store = svc.archive.store
+    total = store.count_issues(q.date_from, q.date_to, q.issue)
+    listed = issue_list(store, q.date_from, q.date_to, q.issue, q.limit, q.offset)
+    after = q.offset + len(listed)
+    return {"issues": listed, "total": total, "next_offset": after if after < total else None}
 
 
 @router.get("/api/issues/{issue_id}", response_model=IssueDetail, summary="One issue",
