@@ -31,6 +31,7 @@ import numpy as np
 from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, asked_value, assess,
                               missing_share, slot_terms, value_stated)
 from qa.chunk import split_sentences
+from qa.cite import chinese_date
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
 from qa.retrieve import Hit, HybridRetriever
@@ -122,12 +123,16 @@ class AnswerResult:
     # P(the archive answers) from the not-found model, and the scores it was computed from.
     confidence: float | None = None
     features: Answerability | None = None
+    # for the reader: the question's issue or days match no page, so others are cited
+    # (`scope_caveat`); kept apart from `warning`, which an LLM answer sets when it fails
+    caveat: str | None = None
 
     def to_dict(self) -> dict:
         out = {"answer": self.answer, "no_answer": self.no_answer,
                "citations": [c.to_dict() for c in self.citations]}
-        if self.warning:
-            out["warning"] = self.warning
+        warning = " ".join(w for w in (self.caveat, self.warning) if w)
+        if warning:
+            out["warning"] = warning
         return out
 
 
@@ -226,7 +231,7 @@ def _reading_order(run: list["_Sentence"]) -> list["_Sentence"]:
 
     Usage: ``_reading_order([s5, s3, s4, s9])`` → [s3, s4, s5, s9] (by `.order`)"""
     ordered = sorted(run, key=lambda s: s.order)
-    start = end = ordered.index(run[0])
+    start = end = next(k for k, s in enumerate(ordered) if s is run[0])
     while start > 0 and ordered[start - 1].order == ordered[start].order - 1:
         start -= 1
     while end + 1 < len(ordered) and ordered[end + 1].order == ordered[end].order + 1:
@@ -234,24 +239,26 @@ def _reading_order(run: list["_Sentence"]) -> list["_Sentence"]:
     return ordered[start:end + 1] + ordered[:start] + ordered[end + 1:]
 
 
-def scope_caveat(query: Query, hits: list[Hit]) -> str | None:
-    """What the reader must know when the issue or the dates the question names hold none of
-    `hits`: the archive lacks that issue or those days, so retrieval searched without them
-    (`HybridRetriever.search`) and the passages are of other issues. None when some hit fits.
+def scope_caveat(query: Query, dropped: tuple[str, ...]) -> str | None:
+    """What the reader must know when retrieval left out the issue or the days the question
+    names because no page matches them (`HybridRetriever.scope`): the passages cited are of
+    other issues or days. None when nothing was left out.
 
-    Usage: ``scope_caveat(understand("第99999号报道了什么？"), hits)`` → '档案中没有第99999号报纸，…'"""
-    if query.issue and all(h.citation.issue != query.issue for h in hits):
-        return f"档案中没有第{query.issue}号报纸，以下引自其他各期。"
-    if query.date_from and query.date_to and \
-            not any(query.date_from <= (h.citation.date or "") <= query.date_to for h in hits):
-        days = _day(query.date_from) + ("" if query.date_to == query.date_from else f"至{_day(query.date_to)}")
-        return f"档案中没有{days}出版的报纸，以下引自其他日期。"
-    return None
-
-
-def _day(iso: str) -> str:
-    y, m, d = iso.split("-")
-    return f"{y}年{int(m)}月{int(d)}日"
+    Usage: ``scope_caveat(understand("第99999号报道了什么？"), ("issue",))`` → '档案中没有第99999号报纸，…'"""
+    if not dropped:
+        return None
+    days = ""
+    if query.date_from and query.date_to:
+        end = chinese_date(query.date_to)
+        if query.date_to[:4] == query.date_from[:4]:
+            end = end[5:]  # '2021年11月29日至12月2日'
+        days = chinese_date(query.date_from) + ("" if query.date_to == query.date_from else f"至{end}")
+    number = f"第{query.issue}号" if query.issue else ""
+    if "days" not in dropped:  # the issue is not of those days, or not in the archive at all
+        return f"档案中没有{days + '的' if days else ''}{number}报纸，以下引自其他各期。"
+    if "issue" in dropped or not number:
+        return f"档案中没有{days}出版的{number}报纸，以下引自其他日期{'和各期' if number else ''}。"
+    return f"档案中的{number}不是{days}出版的，以下引自{number}。"
 
 
 def _said(history: list[Turn] | None) -> str:
@@ -318,7 +325,7 @@ class Answerer:
         hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
         if not hits:
             return not_found(query, hits, NOTHING_FOUND)
-        caveat = None if date_from or date_to else scope_caveat(query, hits)
+        caveat = scope_caveat(query, self.retriever.scope(query, date_from, date_to))
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]
@@ -334,17 +341,16 @@ class Answerer:
             result = self._list(query, hits, qvec, weights, sentences, date_from, date_to)
         else:
             result = self._compose(query, hits, sentences)
-        result.confidence, result.features, result.warning = confidence, features, caveat
+        result.confidence, result.features, result.caveat = confidence, features, caveat
         if result.no_answer or self.llm is None:
             return result
         try:
             answered = self.llm.answer(query, hits)
         except LLMError as exc:
             log.warning("LLM upstream failed: %s", exc)  # the detail (URL, status) stays in the log
-            failed = f"LLM upstream failed ({exc.kind}); extractive answer returned instead"
-            result.warning = f"{caveat} {failed}" if caveat else failed
+            result.warning = f"LLM upstream failed ({exc.kind}); extractive answer returned instead"
             return result
-        answered.confidence, answered.features, answered.warning = confidence, features, caveat
+        answered.confidence, answered.features, answered.caveat = confidence, features, caveat
         return answered
 
     # -- scoring ------------------------------------------------------------------------------
@@ -451,7 +457,7 @@ class Answerer:
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:
         """The best sentence first, then those nearly as good (heading lines only as the best,
-        unless they inform), ≤ MAX_ANSWER_CHARS; sentences of one passage stand together under
+        unless they inform and state the kind of value asked for), ≤ MAX_ANSWER_CHARS; sentences of one passage stand together under
         one marker, the best one's block first (`_reading_order`). Ranked by `_composing_values`."""
         redundancy = REDUNDANCY if asks_content(query.question) else 0.0
         chosen = self._choose(sentences, _composing_values(sentences, query.question), redundancy)

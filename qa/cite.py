@@ -55,6 +55,12 @@ def date_is_printed(issue: IssueRow) -> bool:
     return issue.date_source in PRINTED_DATE_SOURCES
 
 
+def chinese_date(iso: str) -> str:
+    """'2021-11-30' → '2021年11月30日'. Usage: ``chinese_date(issue.date)``"""
+    y, m, d = (int(x) for x in iso.split("-"))
+    return f"{y}年{m}月{d}日"
+
+
 def citation_label(issue: IssueRow, headline: str | None) -> str:
     """'《衡阳日报》2021年11月30日 第18012号 第1版《headline》', leaving out what is unknown.
 
@@ -63,8 +69,7 @@ def citation_label(issue: IssueRow, headline: str | None) -> str:
     if issue.paper:
         parts.append(f"《{issue.paper}》")
     if issue.date:
-        y, m, d = (int(x) for x in issue.date.split("-"))
-        parts.append(f"{y}年{m}月{d}日" + ("" if date_is_printed(issue) else "（推断）"))
+        parts.append(chinese_date(issue.date) + ("" if date_is_printed(issue) else "（推断）"))
     if issue.issue_no:
         parts.append(f"第{issue.issue_no}号")
     if issue.page:

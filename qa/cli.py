@@ -215,16 +215,20 @@ def ingest(
 
 
 def _check_ingest_paths(paths: list[Path]) -> None:
-    """Fail before anything is loaded or created when a path does not exist or a folder holds no
-    page (a mistyped or wrong folder, most likely), rather than report "0 pages ingested"."""
+    """Fail before anything is loaded or created when a path does not exist or no folder given
+    holds a page (a mistyped or wrong folder, most likely), rather than report "0 pages
+    ingested"; an empty folder among others that hold pages (`qa ingest pages/*`) is noted."""
     from qa.ingest import page_files
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}")
     empty = [str(p) for p in paths if p.is_dir() and not page_files(p)]
+    note = f"no pages found in {', '.join(empty)} (pages are files ending .txt, .text or .md)"
+    if empty and len(empty) == len(paths):
+        _fail(note)
     if empty:
-        _fail(f"no pages found in {', '.join(empty)} (pages are files ending .txt, .text or .md)")
+        typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
 
 
 def _print_ingest_report(report, json_out: bool) -> None:

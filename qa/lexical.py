@@ -58,14 +58,6 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower()
 
 
-def ascii_digits(text: str) -> str:
-    """`text` with every decimal digit in ASCII: input methods type full-width ones ('１８０１２'),
-    which regular expressions' \\d accepts but stored issue numbers and dates never hold.
-
-    Usage: ``ascii_digits("第１８０１２号")`` → '第18012号'"""
-    return "".join(str(unicodedata.digit(c)) if c.isdecimal() and not c.isascii() else c for c in text)
-
-
 def tokenize(text: str) -> list[str]:
     """Search-mode jieba tokens of `text`, normalized, without punctuation or stop words: exactly
     ``jieba.cut_for_search(fold(text))`` filtered, computed block by block (see `_block_tokens`).

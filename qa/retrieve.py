@@ -43,6 +43,9 @@ class Hit:
                 "citation": self.citation.to_dict()}
 
 
+_NOTHING = object()  # a filter the caller gave that matches no page
+
+
 class HybridRetriever:
     """Dense and lexical (BM25) candidates from the configured search index (qa.search), fused by
     normalized score, filtered by date/issue."""
@@ -60,29 +63,50 @@ class HybridRetriever:
         date_to: str | None = None,
         issue: str | None = None,
     ) -> list[Hit]:
-        """Best `top_k` passages. Explicit filters override those found in the question."""
+        """Best `top_k` passages. Explicit filters override those found in the question; of the
+        question's own issue and days, those that match no page are left out (`scope`)."""
         if isinstance(query, str):
             query = understand(query)
         snap = self.archive.snapshot()
         if snap.size == 0:
             return []
-        date_from = date_from or query.date_from
-        date_to = date_to or query.date_to
-        issue = issue or query.issue
-        flt = snap.where(date_from, date_to, issue)
-        if flt is not None and not snap.any_match(flt):
-            if (date_from, date_to, issue) != (query.date_from, query.date_to, query.issue):
-                return []  # the caller's filters: nothing matches
-            # The question's own issue or days name no page we have (a misremembered number, an
-            # event long before it was reported): its days without the issue, else everything.
-            # The answer says so (`qa.answer.scope_caveat`).
-            flt = snap.where(date_from, date_to, None) if issue and date_to else None
-            if flt is not None and not snap.any_match(flt):
-                flt = None
+        flt, _ = self._scope(snap, query, date_from, date_to, issue)
+        if flt is _NOTHING:
+            return []
         fused = self._fuse(snap, query.search_text, flt)
         return self._hits(fused, top_k)
 
+    def scope(self, query: Query, date_from: str | None = None, date_to: str | None = None,
+              issue: str | None = None) -> tuple[str, ...]:
+        """Which of the question's own filters `search` leaves out because no page matches them:
+        () , ('issue',), ('days',) or ('issue', 'days'). Usage: ``retriever.scope(understand("第99999号…"))``"""
+        snap = self.archive.snapshot()
+        return self._scope(snap, query, date_from, date_to, issue)[1] if snap.size else ()
+
     # -- internals ----------------------------------------------------------------------------
+    @staticmethod
+    def _scope(snap: SearchView, query: Query, date_from, date_to, issue) -> tuple[object, tuple[str, ...]]:
+        """The filter to search with, and which of the question's parts it leaves out. The
+        caller's filters always hold (`_NOTHING` when they match no page); the question's issue
+        and days fill in where the caller gave none, and those matching no page (a misremembered
+        number, an event long before it was reported) are left out: the issue first, then the
+        days, then both. The answer says so (`qa.answer.scope_caveat`)."""
+        own_days, own_issue = not (date_from or date_to), issue is None
+        days = (query.date_from, query.date_to) if own_days else (date_from, date_to)
+        number = query.issue if own_issue else issue
+        tries = [(days, number, ())]
+        if own_issue and number:
+            tries.append((days, None, ("issue",)))
+        if own_days and any(days):
+            tries.append(((None, None), number, ("days",)))
+            if own_issue and number:
+                tries.append(((None, None), None, ("issue", "days")))
+        for (start, end), no, dropped in tries:
+            flt = snap.where(start, end, no)
+            if flt is None or snap.any_match(flt):
+                return flt, dropped
+        return _NOTHING, ()
+
     def _fuse(self, snap: SearchView, text: str, flt) -> list[tuple[int, float]]:
         """Convex combination of min-max normalized dense and BM25 scores over the union of both
         candidate lists, clearly above reciprocal rank fusion, which throws away how far ahead a

@@ -613,8 +613,9 @@ class Store(ABC):
         (a new page gets its file stem, made unique with a hash of its name when the stem is taken).
 
         A page whose file has moved (same checksum, old file gone) is renamed in place, and so is a
-        page named by an older index format. A copy of a stored page (same checksum, that page's
-        file still there and still the same) is refused (SameContentsError): identical files are
+        page named by an older index format. A copy of a stored page (same checksum and the same
+        date, issue number and page, that page's file still there and still the same) is refused
+        (SameContentsError): identical files are
         one page, and a second one would only repeat every passage. A file that may be a page
         stored by an older format under a shorter name, with other contents, is refused
         (PageError naming both): replacing it could drop a page, keeping both could duplicate one."""
@@ -622,7 +623,8 @@ class Store(ABC):
         if row is not None:
             issue.id = row["id"]
             return
-        same = self.conn.execute("SELECT id, source FROM issues WHERE checksum = ?", (issue.checksum,)).fetchall()
+        same = self.conn.execute("SELECT id, source, date, issue_no, page FROM issues WHERE checksum = ?",
+                                 (issue.checksum,)).fetchall()
         for row in same:
             if not self.file_of(row["source"]).exists():
                 with self.transaction() as tx:
@@ -631,7 +633,10 @@ class Store(ABC):
                 issue.id = row["id"]
                 return
         for row in same:
-            if self._still_holds(row["source"], issue.checksum):
+            # the same text under a name that dates it otherwise ('2021-12-01/p8.txt', a recurring
+            # advertisement page) is another page
+            placed = (row["date"], row["issue_no"], row["page"]) == (issue.date, issue.issue_no, issue.page)
+            if placed and self._still_holds(row["source"], issue.checksum):
                 raise SameContentsError(issue.source, row["id"], self.file_of(row["source"]))
         parts = Path(issue.source).parts
         suffixes = [Path(*parts[k:]).as_posix() for k in range(1, len(parts))]

@@ -22,7 +22,8 @@ from datetime import date, timedelta
 
 import jieba.posseg as _pseg
 
-from qa.lexical import _ensure_jieba, ascii_digits, fold
+from qa.lexical import _ensure_jieba, fold
+from qa.validate import half_width
 
 _CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
               "八": 8, "九": 9}
@@ -32,12 +33,13 @@ YEAR_MONTH = re.compile(r"(\d{4})\s*年\s*(\d{1,2})\s*月(?!\s*\d{1,2}\s*[日号
 MONTH_DAY = re.compile(r"(?<![\d年])(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]")
 YEAR = re.compile(r"(\d{4})\s*年")
 ISSUE_NO = re.compile(r"第\s*(\d{3,7})\s*[号期]")
-# A date is the paper's own day when the question speaks of the paper ('2021年11月30日的衡阳日报
-# 头版', '…报道的'); otherwise it dates an event, which a daily reports that day or in the days
-# after ('11月29日晚习近平出席…' is on the front page of 11-30), so those days are searched too.
+# A date is the paper's own day when the paper follows it ('2021年11月30日的衡阳日报头版',
+# '…日报道的', '…那一期'); otherwise it dates an event, which a daily reports that day or in the days
+# after ('11月29日晚习近平出席…' is on the front page of 11-30; so is '据衡阳日报，11月29日…'), so
+# those days are searched too.
 REPORTED_WITHIN_DAYS = 3
-_OF_THE_PAPER = re.compile(r"日报|晚报|本报|报纸|报上|报道|刊登|刊发|头版|[第一二三四五六七八九十\d]+版|版面|出版"
-                           r"|期号|[这那该本当此]期|第\s*\d+\s*期")
+_OF_THE_PAPER = re.compile(r"\s*(?:的|出版的|刊发的|刊登的)?\s*(?:《?[\u4e00-\u9fff]{0,4}[日晚]报》?|报纸|本报|报上|报道|刊登|刊发"
+                           r"|出版|头版|头条|要闻|[第一二三四五六七八九十\d]{1,3}版|版面|[那这该本当此]一?期|第\s*\d+\s*[号期])")
 
 # A follow-up leans on the previous turn: pronouns, "还/那…呢", or no content of its own.
 _FOLLOW_UP = re.compile(r"^(那|那么|那在|还有|另外|此外|然后|他|她|它|他们|她们|该|这|此|其)|[他她它]们?(还|又|也)|呢[？?]?$")
@@ -96,7 +98,7 @@ def date_range(text: str, year_hint: int | None = None) -> tuple[str | None, str
 def issue_number(text: str) -> str | None:
     """The issue number a text names (`第18012号` or `第１８０１２号` → '18012'), else None."""
     m = ISSUE_NO.search(text)
-    return ascii_digits(m[1]) if m else None
+    return half_width(m[1]) if m else None
 
 
 def _is_follow_up(question: str, words: list[tuple[str, str]]) -> bool:
@@ -180,10 +182,24 @@ def understand(question: str, history: list[Turn] | None = None) -> Query:
 
 def _query(question: str, search_text: str, year_hint: int | None) -> Query:
     date_from, date_to = date_range(question, year_hint=year_hint)
-    if date_to and not _OF_THE_PAPER.search(question):  # an event's date: reported in the days after
-        date_to = str(date.fromisoformat(date_to) + timedelta(days=REPORTED_WITHIN_DAYS))
+    if date_to and not names_the_paper(question):  # an event's date: reported in the days after
+        date_to = _days_after(date_to, REPORTED_WITHIN_DAYS)
     return Query(question=question, search_text=search_text, date_from=date_from, date_to=date_to,
                  issue=issue_number(question))
+
+
+def names_the_paper(question: str) -> bool:
+    """Whether the date the question names is the paper's own (the paper follows it), not an
+    event's. Usage: ``names_the_paper("2021年11月30日的衡阳日报头版…")`` → True"""
+    dated = [m for p in (FULL_DATE, YEAR_MONTH, MONTH_DAY) if (m := p.search(question))]
+    return any(_OF_THE_PAPER.match(question, m.end()) for m in dated)
+
+
+def _days_after(iso: str, days: int) -> str:
+    try:
+        return str(date.fromisoformat(iso) + timedelta(days=days))
+    except (OverflowError, ValueError):  # past 9999-12-31, or year 0 (no date of the calendar)
+        return iso
 
 
 _MARKERS = re.compile(r"\[\d+\]")

@@ -12,26 +12,33 @@ Usage::
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
-
-from qa.lexical import ascii_digits
 
 TOP_K_MIN, TOP_K_MAX = 1, 50
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISSUE = re.compile(r"^第?\s*(\d{1,10})\s*[号期]?$")
 
 
+def half_width(text: str) -> str:
+    """`text` with full-width digits, letters and signs as their ASCII forms (NFKC): input
+    methods type '２０２１－１１－３０' and '第１８０１２号', stored dates and issue numbers hold ASCII.
+
+    Usage: ``half_width("第１８０１２号")`` → '第18012号'"""
+    return unicodedata.normalize("NFKC", text)
+
+
 def check_date(value: str | None) -> str | None:
     """A YYYY-MM-DD date that exists, or None for no date (None or '')."""
     if value is None or value == "":
         return None
-    value = ascii_digits(value)  # '２０２１-１１-３０' as an input method types it
+    given, value = value, half_width(value)  # '２０２１－１１－３０' as an input method types it
     if not _DATE.match(value):
-        raise ValueError(f"dates are YYYY-MM-DD, not {value!r}")
+        raise ValueError(f"dates are YYYY-MM-DD, not {given!r}")
     try:
         date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{value} is not a date in the calendar") from None
+        raise ValueError(f"{given} is not a date in the calendar") from None
     return value
 
 
@@ -45,7 +52,7 @@ def check_issue(value: str | None) -> str | None:
     """The issue number as printed ('18012'; '第18012号' is accepted too), or None."""
     if value is None or not value.strip():
         return None
-    m = _ISSUE.match(ascii_digits(value.strip()))
+    m = _ISSUE.match(half_width(value.strip()))
     if not m:
         raise ValueError(f"issue numbers are digits as printed on the masthead, e.g. 18012, not {value!r}")
     return m.group(1)

@@ -94,12 +94,20 @@ def test_not_found_lists_the_closest_passages(answerer):
 def test_an_issue_or_day_the_archive_lacks_is_said_not_silently_dropped(answerer):
     # no issue 99999: the answer comes from other issues, and says so
     lacking = answerer.ask("第99999号衡阳日报报道了长沙海关的哪些支持？")
-    assert lacking.warning and "第99999号" in lacking.warning
-    assert all(c.hit.citation.issue != "99999" for c in lacking.citations)
+    assert lacking.caveat == "档案中没有第99999号报纸，以下引自其他各期。"
+    assert lacking.to_dict()["warning"] == lacking.caveat and lacking.warning is None
+    assert lacking.citations and all(c.hit.citation.issue != "99999" for c in lacking.citations)
+    # an issue of other days: its days are left out, the issue kept
+    misdated = answerer.ask("2020年11月30日第18012号衡阳日报报道的百强市榜单中衡阳排第几？")
+    assert misdated.caveat == "档案中的第18012号不是2020年11月30日出版的，以下引自第18012号。"
+    assert {c.hit.citation.issue for c in misdated.citations} == {"18012"}
     # an event's day: the paper of the day after reports it, no caveat
     event = answerer.ask("2021年11月29日习近平以视频方式出席了什么会议？")
-    assert event.warning is None and event.citations
+    assert event.caveat is None and "warning" not in event.to_dict() and event.citations
     assert {c.hit.citation.date for c in event.citations} == {"2021-11-30"}
+    # a paper's day the archive lacks
+    day = answerer.ask("2021年11月29日的衡阳日报报道了哪位国家主席的讲话？")
+    assert day.caveat == "档案中没有2021年11月29日出版的报纸，以下引自其他日期。"
     # the caller's own filter that matches nothing: no passages to list, and none promised
     none = answerer.ask("长沙海关关长是谁？", date_from="2025-01-01")
     assert none.no_answer and none.citations == [] and "以下" not in none.answer

@@ -203,6 +203,18 @@ def test_ingest_of_a_folder_without_pages_says_so_before_anything_is_created(tmp
     assert not (tmp_path / "index").exists()
 
 
+def test_an_empty_folder_among_others_is_noted_and_the_pages_go_in(tmp_path):
+    # `qa ingest pages/*` where one day's folder is still empty
+    (tmp_path / "pages" / "empty").mkdir(parents=True)
+    (tmp_path / "pages" / "day").mkdir()
+    (tmp_path / "pages" / "day" / "01.txt").write_text("衡阳港口物流园开工\n本报讯 衡阳港口物流园正式开工建设。\n",
+                                                       encoding="utf-8")
+    folders = [str(tmp_path / "pages" / "empty"), str(tmp_path / "pages" / "day")]
+    r = runner.invoke(app, ["ingest", *folders, "--index", str(tmp_path / "index")])
+    assert r.exit_code == 0 and r.stdout.startswith("1 pages ingested"), r.output
+    assert f"no pages found in {folders[0]}" in r.stderr
+
+
 def test_ingest_into_a_busy_index_fails_before_the_model_loads(fresh_index, monkeypatch):
     import qa.ingest
     from qa.index import Archive

@@ -146,6 +146,12 @@ def test_llm_that_finds_nothing_gives_no_answer(retriever, upstream):
     result = Answerer(retriever, LLMClient(upstream, "m", timeout=5)).ask(QUESTION)
     assert result.answer == "档案中未找到相关内容。"
     assert result.no_answer and result.citations
+    # a question naming an issue the archive lacks: the reader is told, and the LLM's "nothing
+    # found" still reads as such (the caveat is no failure of the LLM)
+    _mode("unsure")
+    lacking = Answerer(retriever, LLMClient(upstream, "m", timeout=5)).ask("第99999号" + QUESTION)
+    assert lacking.answer == "档案中未找到相关内容。" and lacking.no_answer
+    assert lacking.to_dict()["warning"].startswith("档案中没有第99999号报纸")
 
 
 def test_an_upstream_failing_mid_answer_keeps_what_was_written(retriever, upstream):

@@ -114,6 +114,16 @@ def test_identical_files_are_one_page_in_one_run_and_across_runs(years, tmp_path
     _consistent(index)
 
 
+def test_the_same_text_on_pages_of_other_days_is_two_pages(tmp_path):
+    # a recurring full-page advertisement: one text, two pages its file names date apart
+    for day in ("2021-11-30", "2021-12-01"):
+        (tmp_path / "pages" / f"hy_{day}_p8.txt").parent.mkdir(exist_ok=True)
+        (tmp_path / "pages" / f"hy_{day}_p8.txt").write_text(PAGE_2021, encoding="utf-8")
+    report = ingest_paths([tmp_path / "pages"], tmp_path / "index", progress=False)
+    assert (report.pages, report.skipped) == (2, [])
+    assert sorted(i.date for i in Store.open(tmp_path / "index").issues()) == ["2021-11-30", "2021-12-01"]
+
+
 def test_a_moved_page_and_its_copy_keep_the_page_once(years, tmp_path):
     index = tmp_path / "index"
     ingest_paths([years], index, progress=False)

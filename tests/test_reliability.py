@@ -78,13 +78,15 @@ MENDABLE_REQUESTS = [
     ({"content": b"", "headers": {"content-type": "application/json"}}, 422, "the body is empty"),
     ({"json": ["query", "衡阳"]}, 422, "the body must be a JSON object {...}, not an array"),
     ({"json": {"query": "衡阳", "date_from": "30/11/2021"}}, 422, "date_from: dates are YYYY-MM-DD"),
+    ({"json": {"query": "衡阳", "date_from": "2021-12-01", "date_to": "2021-11-01"}}, 422,
+     "the date range is reversed"),
     ({"content": '{"query": "衡阳"}'.encode("gbk"), "headers": {"content-type": "application/json"}}, 400,
      "the body is not UTF-8 text (byte 0xba at position 11)"),
 ]
 
 
 @pytest.mark.parametrize("request_kwargs, status, words", MENDABLE_REQUESTS,
-                         ids=["no-type", "form-type", "bad-json", "empty", "array", "bad-field", "gbk"])
+                         ids=["no-type", "form-type", "bad-json", "empty", "array", "bad-field", "reversed", "gbk"])
 def test_bad_bodies_are_answered_with_what_to_mend(live_server, request_kwargs, status, words):
     r = httpx.post(f"{live_server}/api/search", timeout=60, **request_kwargs)
     assert (r.status_code, r.headers["content-type"]) == (status, "application/json")

@@ -53,6 +53,23 @@ def test_request_date_range_filters(retriever):
     assert retriever.search("习近平通电话", top_k=5, date_from="1990-01-01", date_to="1990-12-31") == []
 
 
+def test_the_callers_filters_hold_and_the_questions_own_give_way(retriever):
+    from qa.understand import understand
+
+    q = understand("第99999号衡阳日报报道了什么？")
+    assert retriever.scope(q) == ("issue",) and retriever.search(q, top_k=3)
+    assert retriever.search(q, top_k=3, issue="99999") == []  # given by the caller: never dropped
+    dated = understand("2020年9月26日衡阳日报第18012号报道了什么？")  # 18012 is of 2021-11-30
+    assert retriever.scope(dated) == ("issue",)  # the days match a page; the issue is left out
+    assert {h.citation.date for h in retriever.search(dated, top_k=5)} == {"2020-09-26"}
+    # the caller's issue with the question's days that match none of it: the days give way
+    assert retriever.scope(dated, issue="18012") == ("days",)
+    assert {h.citation.issue for h in retriever.search(dated, top_k=5, issue="18012")} == {"18012"}
+    # the caller's days with the question's issue: the issue gives way
+    hits = retriever.search(q, top_k=5, date_from="2021-01-01", date_to="2021-12-31")
+    assert hits and all(h.citation.date.startswith("2021") for h in hits)
+
+
 def test_a_date_in_the_question_that_no_issue_has_does_not_empty_the_results(retriever):
     # 11月10日 dates an event here, not a paper: there is no 2021-11-10 issue
     hits = retriever.search("2021年11月10日投入运行的云绩效平台", top_k=5)

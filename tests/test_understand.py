@@ -59,8 +59,9 @@ def test_full_width_digits_name_the_same_issue_and_date():
     # input methods type '第１８０１２号'; the stored issue is '18012', and a filter must match it
     assert issue_number("第１８０１２号衡阳日报") == "18012"
     assert understand("第１８０１２号衡阳日报里衡阳排第几？").issue == "18012"
-    assert date_range("２０２１年１１月３０日的头版") == ("2021-11-30", "2021-11-30")
-    assert check_issue("１８０１２") == "18012" and check_date("２０２１-１１-３０") == "2021-11-30"
+    assert check_issue("１８０１２") == "18012" and check_date("２０２１－１１－３０") == "2021-11-30"
+    with pytest.raises(ValueError, match="２０２１－０２－３０ is not a date"):  # quoted as typed
+        check_date("２０２１－０２－３０")
 
 
 def test_an_events_date_also_searches_the_days_it_is_reported_in():
@@ -69,6 +70,14 @@ def test_an_events_date_also_searches_the_days_it_is_reported_in():
     assert (event.date_from, event.date_to) == ("2021-11-29", "2021-12-02")
     paper = understand("2021年11月29日的衡阳日报头版报道了什么？")  # the paper's own day
     assert (paper.date_from, paper.date_to) == ("2021-11-29", "2021-11-29")
+    for own in ("2021年11月30日报道的百强市榜单", "2021年11月30日的头条是什么？", "2021年11月30日那一期有哪些报道？"):
+        assert understand(own).date_to == "2021-11-30", own
+    for event in ("据衡阳日报，2021年11月29日习近平出席了什么？", "2021年11月29日召开的会议期间谁讲话？"):
+        assert understand(event).date_to == "2021-12-02", event  # the paper is named, but not as of that day
+    assert understand("2021年12月30日召开了什么会？").date_to == "2022-01-02"  # across the year's end
+    for edge in ("9999年12月30日发生了什么？", "0000年1月1日是哪天？"):  # no day after, or none at all
+        q = understand(edge)
+        assert q.date_to == q.date_from
 
 
 def test_bare_year_or_month_day_without_a_year_is_not_a_filter():

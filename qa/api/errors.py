@@ -70,7 +70,9 @@ def _validation_message(errors, body, content_type: str | None) -> str:
         loc = tuple(e.get("loc", ()))
         if e.get("type") == "json_invalid":
             return "the body is not valid JSON: " + _json_problem(e, body)
-        if loc == ("body",):
+        # the body itself is no object; a model validator's error (a reversed date range) is
+        # located at the body too, but its input is the object and its message says what to mend
+        if loc == ("body",) and not isinstance(e.get("input"), dict):
             return _body_problem(e, content_type)
         where = ".".join(str(x) for x in loc if x != "body")
         problems.append(f"{where or 'body'}: {str(e.get('msg')).removeprefix('Value error, ')}")

@@ -16,6 +16,7 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 from sse_starlette.sse import EventSourceResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
@@ -105,6 +106,10 @@ class ChatCompletion(BaseModel):
     usage: Usage
     citations: list[CitedPassage] = Field(..., description="Extra field: the passages the `[n]` markers cite.")
     no_answer: bool = Field(..., description="Extra field: true when the archive does not answer.")
+    warning: str | SkipJsonSchema[None] = Field(None, exclude_if=lambda v: v is None,
+                                                description="Extra field, only when set: as `/api/ask`'s "
+                                                            "`warning`; a caveat for the reader also opens "
+                                                            "the content.")
 
 
 _CHUNKS = {"schema": {"type": "string", "description": "Server-Sent Events of `chat.completion.chunk` "
@@ -135,12 +140,16 @@ async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
     result = await run_in_threadpool(svc.ask, question, req.messages[:last])
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": cid, "created": created, "model": req.model}
+    # a chat client shows only the content: the reader's caveat (the question's issue or days are
+    # not in the archive, `qa.answer.scope_caveat`) opens it; every warning is in `warning` too
+    opening = f"（{result.caveat}）\n" if result.caveat else ""
     if not req.stream:
         body = await run_in_threadpool(completed, result)
         return {**head, "choices": [{"index": 0, "finish_reason": "stop",
-                                     "message": {"role": "assistant", "content": body["answer"]}}],
+                                     "message": {"role": "assistant", "content": opening + body["answer"]}}],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-                "citations": body["citations"], "no_answer": body["no_answer"]}
+                "citations": body["citations"], "no_answer": body["no_answer"],
+                **({"warning": body["warning"]} if body.get("warning") else {})}
 
     def chunk(delta: dict, finish: str | None = None, **extra) -> dict:
         return {"data": json.dumps({**head, "object": "chat.completion.chunk",
@@ -149,14 +158,15 @@ async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
 
     async def stream():
         citations = [c.to_dict() for c in result.citations]
-        yield chunk({"role": "assistant", "content": ""}, citations=citations)
+        yield chunk({"role": "assistant", "content": opening}, citations=citations)
         try:
             async for piece in iterate_in_threadpool(result.pieces):
                 yield chunk({"content": piece})
         finally:  # a reader who went away must not keep the LLM upstream open
             close_stream(result)
         final = result.to_dict()  # complete only once the pieces are exhausted
-        yield chunk({}, "stop", citations=final["citations"], no_answer=final["no_answer"])
+        yield chunk({}, "stop", citations=final["citations"], no_answer=final["no_answer"],
+                    **({"warning": final["warning"]} if final.get("warning") else {}))
         yield {"data": "[DONE]"}
 
     return EventSourceResponse(stream(), ping=15)
