@@ -19,6 +19,7 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 import jieba.posseg as _pseg
 
@@ -147,13 +148,28 @@ def _swap_year(previous: str, year: str) -> str:
     return f"{year}年 {previous}"
 
 
+@lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """`text` in simplified characters (OpenCC's t2s), as the archive prints them: a reader in Hong
+    Kong or Taiwan asks '長沙海關關長是誰？'. Simplified text stays as it is.
+
+    Usage: ``simplified("長沙海關關長是誰？")`` → '长沙海关关长是谁？'"""
+    return _to_simplified().convert(text)
+
+
 def understand(question: str, history: list[Turn] | None = None) -> Query:
     """Resolve the question against the conversation; extract date and issue filters.
 
     Each earlier user turn is itself resolved against the turns before it, so a chain of
     follow-ups keeps the subject the conversation started with."""
-    question = question.strip()
-    turns = [t for t in (history or []) if t.content.strip()]
+    question = simplified(question.strip())
+    turns = [Turn(t.role, simplified(t.content)) for t in (history or []) if t.content.strip()]
     users = [i for i, t in enumerate(turns) if t.role == "user"]
     years = [int(y) for t in turns if t.role == "user" for y in YEAR.findall(t.content)]
     years += [int(y) for y in YEAR.findall(question)]

@@ -113,6 +113,12 @@ def test_an_issue_or_day_the_archive_lacks_is_said_not_silently_dropped(answerer
     assert none.no_answer and none.citations == [] and "以下" not in none.answer
 
 
+def test_a_question_in_traditional_characters_gets_the_same_answer(answerer):
+    traditional, simple = answerer.ask("長沙海關關長是誰？"), answerer.ask("长沙海关关长是谁？")
+    assert not traditional.no_answer and "朱光耀" in traditional.answer
+    assert traditional.answer == simple.answer
+
+
 def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
     first = "湖南现代石化产业对接会上，代表岳阳发言的是谁？"
     r1 = answerer.ask(first)

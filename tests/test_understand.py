@@ -80,6 +80,15 @@ def test_an_events_date_also_searches_the_days_it_is_reported_in():
         assert q.date_to == q.date_from
 
 
+def test_a_question_in_traditional_characters_reads_as_the_archive_prints():
+    q = understand("第１８０１２號衡陽日報報道，衡陽在先進製造業百強市排第幾？")
+    assert q.search_text == "第１８０１２号衡阳日报报道，衡阳在先进制造业百强市排第几？" and q.issue == "18012"
+    history = [Turn("user", "長沙海關關長是誰？"), Turn("assistant", "朱光耀。")]
+    assert "长沙海关" in understand("他還說了什麼？", history).search_text
+    plain = "衡阳获批设立的跨境电商综合试验区全称是什么？"  # simplified stays as it is
+    assert understand(plain).search_text == plain
+
+
 def test_bare_year_or_month_day_without_a_year_is_not_a_filter():
     assert date_range("2022年1至10月，衡阳有多少项经济指标") == (None, None)
     assert date_range("11月29日市政协召开的大会") == (None, None)
