@@ -31,7 +31,6 @@ import numpy as np
 from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, asked_value, assess,
                               missing_share, slot_terms, value_stated)
 from qa.chunk import split_sentences
-from qa.cite import chinese_date
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
 from qa.retrieve import Hit, HybridRetriever
@@ -124,7 +123,7 @@ class AnswerResult:
     confidence: float | None = None
     features: Answerability | None = None
     # for the reader: the question's issue or days match no page, so others are cited
-    # (`scope_caveat`); kept apart from `warning`, which an LLM answer sets when it fails
+    # (`HybridRetriever.caveat`); kept apart from `warning`, which an LLM answer sets when it fails
     caveat: str | None = None
 
     def to_dict(self) -> dict:
@@ -239,28 +238,6 @@ def _reading_order(run: list["_Sentence"]) -> list["_Sentence"]:
     return ordered[start:end + 1] + ordered[:start] + ordered[end + 1:]
 
 
-def scope_caveat(query: Query, dropped: tuple[str, ...]) -> str | None:
-    """What the reader must know when retrieval left out the issue or the days the question
-    names because no page matches them (`HybridRetriever.scope`): the passages cited are of
-    other issues or days. None when nothing was left out.
-
-    Usage: ``scope_caveat(understand("第99999号报道了什么？"), ("issue",))`` → '档案中没有第99999号报纸，…'"""
-    if not dropped:
-        return None
-    days = ""
-    if query.date_from and query.date_to:
-        end = chinese_date(query.date_to)
-        if query.date_to[:4] == query.date_from[:4]:
-            end = end[5:]  # '2021年11月29日至12月2日'
-        days = chinese_date(query.date_from) + ("" if query.date_to == query.date_from else f"至{end}")
-    number = f"第{query.issue}号" if query.issue else ""
-    if "days" not in dropped:  # the issue is not of those days, or not in the archive at all
-        return f"档案中没有{days + '的' if days else ''}{number}报纸，以下引自其他各期。"
-    if "issue" in dropped or not number:
-        return f"档案中没有{days}出版的{number}报纸，以下引自其他日期{'和各期' if number else ''}。"
-    return f"档案中的{number}不是{days}出版的，以下引自{number}。"
-
-
 def _said(history: list[Turn] | None) -> str:
     """What the conversation's last answer quoted (as `_key`), so a follow-up says something new."""
     answers = [t.content for t in history or [] if t.role == "assistant"]
@@ -325,7 +302,7 @@ class Answerer:
         hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
         if not hits:
             return not_found(query, hits, NOTHING_FOUND)
-        caveat = scope_caveat(query, self.retriever.scope(query, date_from, date_to))
+        caveat = self.retriever.caveat(query, date_from, date_to)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]

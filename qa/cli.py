@@ -413,11 +413,17 @@ def search(
     if url:
         body = _remote(lambda: _server(url).search(query, top_k, **filters))
     else:
-        hits = _retriever(index).search(query, top_k, **filters)
-        body = {"query": query, "results": [h.to_dict() for h in hits]}
+        from qa.understand import understand
+
+        retriever, understood = _retriever(index), understand(query)
+        hits = retriever.search(understood, top_k, **filters)
+        caveat = retriever.caveat(understood, **filters) if hits else None
+        body = {"query": query, "results": [h.to_dict() for h in hits], **({"warning": caveat} if caveat else {})}
     if json_out:
         _print_json(body)
         return
+    if body.get("warning"):
+        typer.secho(f"warning: {body['warning']}", fg=typer.colors.YELLOW, err=True)
     if not body["results"]:
         typer.echo("no passages match" + (" these filters" if any(filters.values()) else ""))
     for n, h in enumerate(body["results"], 1):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qa.cite import Citation, citation_label, make_citation  # noqa: F401  (re-exported)
+from qa.cite import Citation, chinese_date, citation_label, make_citation  # noqa: F401  (re-exported)
 from qa.embed import Embedder
 from qa.fusion import dense_weight
 from qa.index import Archive
@@ -83,6 +83,12 @@ class HybridRetriever:
         snap = self.archive.snapshot()
         return self._scope(snap, query, date_from, date_to, issue)[1] if snap.size else ()
 
+    def caveat(self, query: Query, date_from: str | None = None, date_to: str | None = None,
+               issue: str | None = None) -> str | None:
+        """For the reader, what `search` left out of the question's issue and days (`scope_caveat`),
+        or None. Usage: ``retriever.caveat(understand("第99999号…"))`` → '档案中没有第99999号报纸，…'"""
+        return scope_caveat(query, self.scope(query, date_from, date_to, issue))
+
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
     def _scope(snap: SearchView, query: Query, date_from, date_to, issue) -> tuple[object, tuple[str, ...]]:
@@ -90,7 +96,7 @@ class HybridRetriever:
         caller's filters always hold (`_NOTHING` when they match no page); the question's issue
         and days fill in where the caller gave none, and those matching no page (a misremembered
         number, an event long before it was reported) are left out: the issue first, then the
-        days, then both. The answer says so (`qa.answer.scope_caveat`)."""
+        days, then both. The answer says so (`caveat`)."""
         own_days, own_issue = not (date_from or date_to), issue is None
         days = (query.date_from, query.date_to) if own_days else (date_from, date_to)
         number = query.issue if own_issue else issue
@@ -156,3 +162,25 @@ class HybridRetriever:
                             citation=make_citation(issues[p.issue_id], articles.get(p.article_id), p),
                             issue_id=p.issue_id, article_id=p.article_id))
         return hits
+
+
+def scope_caveat(query: Query, dropped: tuple[str, ...]) -> str | None:
+    """What the reader must know when retrieval left out the issue or the days the question
+    names because no page matches them (`HybridRetriever.scope`): the passages cited are of
+    other issues or days. None when nothing was left out.
+
+    Usage: ``scope_caveat(understand("第99999号报道了什么？"), ("issue",))`` → '档案中没有第99999号报纸，…'"""
+    if not dropped:
+        return None
+    days = ""
+    if query.date_from and query.date_to:
+        end = chinese_date(query.date_to)
+        if query.date_to[:4] == query.date_from[:4]:
+            end = end[5:]  # '2021年11月29日至12月2日'
+        days = chinese_date(query.date_from) + ("" if query.date_to == query.date_from else f"至{end}")
+    number = f"第{query.issue}号" if query.issue else ""
+    if "days" not in dropped:  # the issue is not of those days, or not in the archive at all
+        return f"档案中没有{days + '的' if days else ''}{number}报纸，以下引自其他各期。"
+    if "issue" in dropped or not number:
+        return f"档案中没有{days}出版的{number}报纸，以下引自其他日期{'和各期' if number else ''}。"
+    return f"档案中的{number}不是{days}出版的，以下引自{number}。"

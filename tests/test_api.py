@@ -239,6 +239,13 @@ def test_openai_chat_takes_content_parts_as_text(live_server, stream):
     assert _chat(live_server, parts, stream) == (200, as_string)
 
 
+def test_search_says_when_the_questions_issue_was_left_out(live_server):
+    r = httpx.post(f"{live_server}/api/search", json={"query": "第99999号衡阳日报报道了长沙海关吗？"}, timeout=60).json()
+    assert r["results"] and r["warning"] == "档案中没有第99999号报纸，以下引自其他各期。"
+    r = httpx.post(f"{live_server}/api/search", json={"query": "长沙海关关长是谁？"}, timeout=60).json()
+    assert r["results"] and "warning" not in r
+
+
 @pytest.mark.parametrize("stream", [False, True])
 def test_the_readers_caveat_reaches_a_chat_client(live_server, stream):
     # a chat client shows the content only: an issue the archive lacks is said there

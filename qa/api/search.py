@@ -21,6 +21,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from qa.api.errors import error_responses
 from qa.api.services import Services, completed, get_services
 from qa.retrieve import Citation
+from qa.understand import understand
 from qa.validate import TOP_K_MAX, TOP_K_MIN, check_date, check_date_range, check_issue
 
 log = logging.getLogger("qa.api")
@@ -73,6 +74,10 @@ class SearchResult(BaseModel):
 class SearchResponse(BaseModel):
     query: str
     results: list[SearchResult]
+    warning: str | SkipJsonSchema[None] = Field(None, exclude_if=lambda v: v is None,
+                                                description="Only when the question names an issue or days "
+                                                            "the archive lacks, so the results are of others "
+                                                            "(in Chinese, for the reader).")
 
 
 class Message(BaseModel):
@@ -123,10 +128,11 @@ _ASK_STREAM = {
 def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     """Passages that answer the query, best first, each with its issue citation.
     `date_from`, `date_to` and `issue` restrict the archive searched."""
-    query = svc.question_text(req.query)
-    hits = svc.retriever.search(query, req.top_k, date_from=req.date_from, date_to=req.date_to,
-                                issue=req.issue)
-    return {"query": req.query, "results": [h.to_dict() for h in hits]}
+    query = understand(svc.question_text(req.query))
+    filters = dict(date_from=req.date_from, date_to=req.date_to, issue=req.issue)
+    hits = svc.retriever.search(query, req.top_k, **filters)
+    caveat = svc.retriever.caveat(query, **filters) if hits else None
+    return {"query": req.query, "results": [h.to_dict() for h in hits], **({"warning": caveat} if caveat else {})}
 
 
 @router.post("/api/ask", response_model=AskResponse, tags=["answer"], summary="Ask a question",
