@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundModel, asked_value, assess,
-                              missing_share, slot_terms, value_stated)
+                              missing_share, slot_terms, unit_stated, value_stated)
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
@@ -69,6 +69,9 @@ MAX_SENTENCES = 6
 # 52, and lost none; 0.2 lost factoid answers that restate the question around their value.
 RESTATE_COST = 0.1
 NUMERIC_KINDS = frozenset({"year", "date", "quantity"})  # whose value spares a sentence RESTATE_COST
+# Composing only: a number in the unit the question asks in ('第88位' for '第几位') over a number in
+# another ('第四批'), which `value_stated` counts alike.
+UNIT_WEIGHT = 0.02
 # Composing only: a question that asks what was said, decided or discussed ('提出了什么要求',
 # '主要讲了什么', '谈了哪些打算') is answered by what follows the sentence that introduces it
 # ('朱健强调,…' → '要树立机遇意识,…'; a lede → '会议集中学习了…'): news states the speaker or the
@@ -203,7 +206,7 @@ def _composing_values(sentences: list["_Sentence"], question: str) -> dict[int, 
     # ('衡阳在该榜单中位列第88位' for '衡阳在…榜单中排第几') says what is new: the value
     numeric = asked_value(question) in NUMERIC_KINDS
     value = {id(s): s.score - RESTATE_COST * _restates(asked, s.text) * (not (numeric and s.value))
-             + HEADING_COST * s.informs for s in sentences}
+             + HEADING_COST * s.informs + UNIT_WEIGHT * unit_stated(question, s.text) for s in sentences}
     if not asks_content(question):
         return value
     by_passage: dict[int, list[_Sentence]] = {}

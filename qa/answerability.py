@@ -170,6 +170,25 @@ def without_own_lines(sentence: str) -> str:
     return OWN_LINE.sub("，", sentence)
 
 
+# The unit a quantity question asks in ('第几位' → 位, '多少亿元' → 亿元, '几个' → 个): a number in
+# that unit answers it, a number in another ('第四批' for '第几位') only may.
+_ASKED_UNIT = re.compile(rf"(?:多少|几)([{_MEASURES}]|[万亿]?元|[万亿]|%|倍|年|天|人|户|亩|公里|平方米|吨)")
+_NUMBER = r"[\d.]+|[一二三四五六七八九十百千万亿两〇零]+"
+
+
+def unit_stated(question: str, sentence: str) -> bool:
+    """Whether `sentence` states a number in the unit a quantity question asks in (a number the
+    question does not name); False when the question names no unit.
+
+    Usage: ``unit_stated("衡阳排第几位？", "衡阳在该榜单中位列第88位。")`` → True"""
+    m = _ASKED_UNIT.search(question)
+    if not m:
+        return False
+    asked = fold(question)
+    unit = re.escape(m.group(1))
+    return any(v.group() not in asked for v in re.finditer(rf"(?:{_NUMBER})\s*{unit}", without_own_lines(sentence)))
+
+
 def value_stated(question: str, sentence: str) -> bool:
     """Whether `sentence` holds a value of the kind the question asks for (a date, a number, a
     person's name as jieba's tagger sees it, an organisation by its kind: `organisation_names`)

@@ -119,6 +119,18 @@ def test_a_question_in_traditional_characters_gets_the_same_answer(answerer):
     assert traditional.answer == simple.answer
 
 
+def test_a_number_in_the_unit_asked_for_opens_the_answer(answerer):
+    from qa.answerability import unit_stated
+
+    assert unit_stated("衡阳排第几位？", "衡阳在该榜单中位列第88位。")
+    assert not unit_stated("衡阳排第几位？", "入选全国第四批“多式联运示范工程”")  # a number, another unit
+    assert unit_stated("全年地区生产总值是多少亿元？", "全年实现地区生产总值3840.31亿元")
+    assert not unit_stated("哪天开幕？", "3月1日开幕")  # no unit asked
+    # '第四批' in a sentence about every list made it count as a value as much as '第88位'
+    result = answerer.ask("衡阳在全国先进制造业百强市榜单中排第几位？")
+    assert result.answer.startswith("衡阳在该榜单中位列第88位。"), result.answer
+
+
 def test_follow_up_is_answered_in_the_context_of_the_conversation(answerer):
     first = "湖南现代石化产业对接会上，代表岳阳发言的是谁？"
     r1 = answerer.ask(first)
