@@ -33,7 +33,7 @@ from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundM
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
-from qa.retrieve import Hit, HybridRetriever
+from qa.retrieve import Hit, HybridRetriever, scope_caveat
 from qa.understand import FULL_DATE, ISSUE_NO, MONTH_DAY, YEAR_MONTH, Query, Turn, understand
 
 log = logging.getLogger("qa.answer")
@@ -126,7 +126,7 @@ class AnswerResult:
     confidence: float | None = None
     features: Answerability | None = None
     # for the reader: the question's issue or days match no page, so others are cited
-    # (`HybridRetriever.caveat`); kept apart from `warning`, which an LLM answer sets when it fails
+    # (`scope_caveat`); kept apart from `warning`, which an LLM answer sets when it fails
     caveat: str | None = None
 
     def to_dict(self) -> dict:
@@ -302,10 +302,10 @@ class Answerer:
     ) -> AnswerResult:
         """Answer a question (with the conversation so far). Usage: ``answerer.ask("…", history)``"""
         query = understand(question, history)
-        hits = self.retriever.search(query, top_k=top_k, date_from=date_from, date_to=date_to)
+        hits, dropped = self.retriever.search_scoped(query, top_k=top_k, date_from=date_from, date_to=date_to)
         if not hits:
             return not_found(query, hits, NOTHING_FOUND)
-        caveat = self.retriever.caveat(query, date_from, date_to)
+        caveat = scope_caveat(query, dropped)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]
@@ -437,8 +437,9 @@ class Answerer:
     # -- composing ----------------------------------------------------------------------------
     def _compose(self, query: Query, hits: list[Hit], sentences: list[_Sentence]) -> AnswerResult:
         """The best sentence first, then those nearly as good (heading lines only as the best,
-        unless they inform and state the kind of value asked for), ≤ MAX_ANSWER_CHARS; sentences of one passage stand together under
-        one marker, the best one's block first (`_reading_order`). Ranked by `_composing_values`."""
+        unless they inform and state the kind of value asked for), ≤ MAX_ANSWER_CHARS; sentences
+        of one passage stand together under one marker, the best one's block first
+        (`_reading_order`). Ranked by `_composing_values`."""
         redundancy = REDUNDANCY if asks_content(query.question) else 0.0
         chosen = self._choose(sentences, _composing_values(sentences, query.question), redundancy)
         runs: dict[int, list[_Sentence]] = {}

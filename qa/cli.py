@@ -413,11 +413,12 @@ def search(
     if url:
         body = _remote(lambda: _server(url).search(query, top_k, **filters))
     else:
+        from qa.retrieve import scope_caveat
         from qa.understand import understand
 
-        retriever, understood = _retriever(index), understand(query)
-        hits = retriever.search(understood, top_k, **filters)
-        caveat = retriever.caveat(understood, **filters) if hits else None
+        understood = understand(query)
+        hits, dropped = _retriever(index).search_scoped(understood, top_k, **filters)
+        caveat = scope_caveat(understood, dropped) if hits else None
         body = {"query": query, "results": [h.to_dict() for h in hits], **({"warning": caveat} if caveat else {})}
     if json_out:
         _print_json(body)

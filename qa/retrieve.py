@@ -64,30 +64,31 @@ class HybridRetriever:
         issue: str | None = None,
     ) -> list[Hit]:
         """Best `top_k` passages. Explicit filters override those found in the question; of the
-        question's own issue and days, those that match no page are left out (`scope`)."""
+        question's own issue and days, those that match no page are left out (`search_scoped`)."""
+        return self.search_scoped(query, top_k, date_from=date_from, date_to=date_to, issue=issue)[0]
+
+    def search_scoped(
+        self,
+        query: Query | str,
+        top_k: int = 5,
+        *,
+        date_from: str | None = None,
+        date_to: str | None = None,
+        issue: str | None = None,
+    ) -> tuple[list[Hit], tuple[str, ...]]:
+        """`search`'s hits, and which of the question's own filters it left out because no page
+        matches them: (), ('issue',), ('days',) or ('issue', 'days'); `scope_caveat` words them
+        for the reader. Usage: ``hits, dropped = retriever.search_scoped(understand("第99999号…"))``"""
         if isinstance(query, str):
             query = understand(query)
         snap = self.archive.snapshot()
         if snap.size == 0:
-            return []
-        flt, _ = self._scope(snap, query, date_from, date_to, issue)
+            return [], ()
+        flt, dropped = self._scope(snap, query, date_from, date_to, issue)
         if flt is _NOTHING:
-            return []
+            return [], ()
         fused = self._fuse(snap, query.search_text, flt)
-        return self._hits(fused, top_k)
-
-    def scope(self, query: Query, date_from: str | None = None, date_to: str | None = None,
-              issue: str | None = None) -> tuple[str, ...]:
-        """Which of the question's own filters `search` leaves out because no page matches them:
-        () , ('issue',), ('days',) or ('issue', 'days'). Usage: ``retriever.scope(understand("第99999号…"))``"""
-        snap = self.archive.snapshot()
-        return self._scope(snap, query, date_from, date_to, issue)[1] if snap.size else ()
-
-    def caveat(self, query: Query, date_from: str | None = None, date_to: str | None = None,
-               issue: str | None = None) -> str | None:
-        """For the reader, what `search` left out of the question's issue and days (`scope_caveat`),
-        or None. Usage: ``retriever.caveat(understand("第99999号…"))`` → '档案中没有第99999号报纸，…'"""
-        return scope_caveat(query, self.scope(query, date_from, date_to, issue))
+        return self._hits(fused, top_k), dropped
 
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
@@ -96,7 +97,7 @@ class HybridRetriever:
         caller's filters always hold (`_NOTHING` when they match no page); the question's issue
         and days fill in where the caller gave none, and those matching no page (a misremembered
         number, an event long before it was reported) are left out: the issue first, then the
-        days, then both. The answer says so (`caveat`)."""
+        days, then both. The answer says so (`scope_caveat`)."""
         own_days, own_issue = not (date_from or date_to), issue is None
         days = (query.date_from, query.date_to) if own_days else (date_from, date_to)
         number = query.issue if own_issue else issue
@@ -166,7 +167,7 @@ class HybridRetriever:
 
 def scope_caveat(query: Query, dropped: tuple[str, ...]) -> str | None:
     """What the reader must know when retrieval left out the issue or the days the question
-    names because no page matches them (`HybridRetriever.scope`): the passages cited are of
+    names because no page matches them (`HybridRetriever.search_scoped`): the passages cited are of
     other issues or days. None when nothing was left out.
 
     Usage: ``scope_caveat(understand("第99999号报道了什么？"), ("issue",))`` → '档案中没有第99999号报纸，…'"""

@@ -57,13 +57,14 @@ def test_the_callers_filters_hold_and_the_questions_own_give_way(retriever):
     from qa.understand import understand
 
     q = understand("第99999号衡阳日报报道了什么？")
-    assert retriever.scope(q) == ("issue",) and retriever.search(q, top_k=3)
+    hits, dropped = retriever.search_scoped(q, top_k=3)
+    assert dropped == ("issue",) and hits
     assert retriever.search(q, top_k=3, issue="99999") == []  # given by the caller: never dropped
     dated = understand("2020年9月26日衡阳日报第18012号报道了什么？")  # 18012 is of 2021-11-30
-    assert retriever.scope(dated) == ("issue",)  # the days match a page; the issue is left out
+    assert retriever.search_scoped(dated)[1] == ("issue",)  # the days match a page; the issue is left out
     assert {h.citation.date for h in retriever.search(dated, top_k=5)} == {"2020-09-26"}
     # the caller's issue with the question's days that match none of it: the days give way
-    assert retriever.scope(dated, issue="18012") == ("days",)
+    assert retriever.search_scoped(dated, issue="18012")[1] == ("days",)
     assert {h.citation.issue for h in retriever.search(dated, top_k=5, issue="18012")} == {"18012"}
     # the caller's days with the question's issue: the issue gives way
     hits = retriever.search(q, top_k=5, date_from="2021-01-01", date_to="2021-12-31")

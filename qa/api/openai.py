@@ -141,7 +141,7 @@ async def chat(req: ChatRequest, svc: Services = Depends(get_services)):
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     head = {"id": cid, "created": created, "model": req.model}
     # a chat client shows only the content: the reader's caveat (the question's issue or days are
-    # not in the archive, `HybridRetriever.caveat`) opens it; every warning is in `warning` too
+    # not in the archive, `qa.retrieve.scope_caveat`) opens it; every warning is in `warning` too
     opening = f"（{result.caveat}）\n" if result.caveat else ""
     if not req.stream:
         body = await run_in_threadpool(completed, result)
