@@ -47,11 +47,10 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(Message):
     """A request message: `content` is a string or OpenAI's list of text parts, joined in order
     (many OpenAI clients send the list form)."""
 
-    role: Literal["user", "assistant", "system"]
     content: str | list[TextPart]
 
     @field_validator("content", mode="before")
