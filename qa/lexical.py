@@ -53,9 +53,28 @@ def _ensure_jieba() -> None:
         _initialized = True
 
 
+@lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """`text` in simplified characters (OpenCC's t2s): a reader in Hong Kong or Taiwan asks
+    '長沙海關關長是誰？'; an OCR'd page prints '各級'. Simplified text stays as it is.
+
+    Usage: ``simplified("長沙海關關長是誰？")`` → '长沙海关关长是谁？'"""
+    return _to_simplified().convert(text)
+
+
 def fold(text: str) -> str:
-    """NFKC + lower case: full-width digits and letters match their half-width forms."""
-    return unicodedata.normalize("NFKC", text).lower()
+    """NFKC + lower case + simplified characters: full-width digits and letters match their
+    half-width forms, and a traditional character its simplified one, so that a page that prints
+    '各級' (OCR, or an archive's years before the simplification) is found by '各级'.
+
+    Usage: ``fold("ＡＢ各級")`` → 'ab各级'"""
+    return simplified(unicodedata.normalize("NFKC", text).lower())
 
 
 def tokenize(text: str) -> list[str]:

@@ -19,11 +19,10 @@ import calendar
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import lru_cache
 
 import jieba.posseg as _pseg
 
-from qa.lexical import _ensure_jieba, fold
+from qa.lexical import _ensure_jieba, fold, simplified
 from qa.validate import half_width
 
 _CN_DIGITS = {"〇": 0, "零": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
@@ -146,21 +145,6 @@ def _swap_year(previous: str, year: str) -> str:
         if pattern.search(previous):
             return pattern.sub(f"{year}年", previous, count=1)
     return f"{year}年 {previous}"
-
-
-@lru_cache(maxsize=1)
-def _to_simplified():
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
-def simplified(text: str) -> str:
-    """`text` in simplified characters (OpenCC's t2s), as the archive prints them: a reader in Hong
-    Kong or Taiwan asks '長沙海關關長是誰？'. Simplified text stays as it is.
-
-    Usage: ``simplified("長沙海關關長是誰？")`` → '长沙海关关长是谁？'"""
-    return _to_simplified().convert(text)
 
 
 def understand(question: str, history: list[Turn] | None = None) -> Query:

@@ -77,3 +77,15 @@ def test_tokens_identical_on_awkward_text(text):
     _cold()
     assert lexical.tokenize(text) == reference_tokens(text)
     assert lexical.tokenize(text) == reference_tokens(text)  # cached blocks
+
+
+def test_traditional_characters_fold_to_simplified():
+    """A page that prints traditional characters ('各級', seed page 003's OCR; an archive's years
+    before the simplification) gives the tokens its simplified form gives, so a question in
+    either script finds it; simplified text is unchanged."""
+    from qa.answerability import term_present
+
+    assert lexical.tokenize("朱健要求，各級各部門要迅速掀起學習高潮") == lexical.tokenize("朱健要求，各级各部门要迅速掀起学习高潮")
+    assert term_present("各级", "各級各部门") and term_present("學習", "学习贯彻")
+    page = (ROOT / "seeds" / "000_72e2c7496de26bfa.txt").read_text(encoding="utf-8")
+    assert lexical.simplified(page) == page
