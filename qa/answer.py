@@ -1,6 +1,8 @@
 """answer: retrieved passages → an answer whose every claim carries a `[n]` citation marker.
 
-Extractive by default. The candidate sentences of the retrieved passages are scored by meaning
+Extractive by default. The best ten retrieved passages are reordered by their closest match to
+the question, the passage or its best sentence (`Answerer._reranked`), and the first five kept.
+Their candidate sentences are scored by meaning
 (the embedding model: question vs sentence, batched, sentence vectors cached) fused with the
 lexical signal (the question's idf-weighted terms a sentence contains). The sentence that answers
 comes first; ≤ 300 characters; one `[n]` per run of sentences from the same passage. A question
@@ -61,6 +63,12 @@ SAID_COST = 0.1  # a sentence the previous answer already quoted: a follow-up as
 OWN_WEIGHT = 0.5  # a follow-up's sentences are judged half by the question as asked, half as resolved
 ANSWER_MARGIN = 0.1  # sentences this close to the best one join the answer
 MAX_SENTENCES = 6
+# The answer is composed from the best `top_k` of the best RERANK_POOL retrieved passages, reordered
+# by their closest match to the question (the passage or its best sentence, `_reranked`). Chosen on
+# the fit halves of the five eval files (the passage holding the evidence first: 87 of 93 with
+# weight 8 against 83 without; 3-6 gave 84-85, 10 85, 12 83), held-out halves 73 of 87 against 72.
+RERANK_POOL = 10
+RERANK_WEIGHT = 8.0
 # Composing only (not the not-found features): a sentence made of the question's own words tells
 # the reader nothing new ('12月14日,政协…召开第十二次主席会议' for '主席会议都讨论了什么'). Its
 # score loses this much times the share of its words the question holds. Simulated on the
@@ -302,11 +310,13 @@ class Answerer:
     ) -> AnswerResult:
         """Answer a question (with the conversation so far). Usage: ``answerer.ask("…", history)``"""
         query = understand(question, history)
-        hits, dropped = self.retriever.search_scoped(query, top_k=top_k, date_from=date_from, date_to=date_to)
+        pool = max(top_k, RERANK_POOL)
+        hits, dropped = self.retriever.search_scoped(query, top_k=pool, date_from=date_from, date_to=date_to)
         if not hits:
             return not_found(query, hits, NOTHING_FOUND)
         caveat = scope_caveat(query, dropped)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
+        hits = self._reranked(hits, qvec)[:top_k]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]
             qvec = (1 - OWN_WEIGHT) * qvec + OWN_WEIGHT * own
@@ -370,6 +380,21 @@ class Answerer:
     def _opens_article(self, hit: Hit) -> bool:
         first = self.retriever.archive.store.passages_of_article(hit.article_id)[:1]
         return bool(first) and first[0].id == hit.chunk_id
+
+    def _reranked(self, hits: list[Hit], qvec: np.ndarray) -> list[Hit]:
+        """`hits` reordered by their retrieval score plus `RERANK_WEIGHT` times how far the
+        passage's closer match to the question - the passage as a whole or its best sentence -
+        stands above the pool's mean: a paraphrase's answer sits in one sentence of a passage
+        whose other sentences are about something else, and the passage vector averages it away."""
+        if len(hits) < 2:
+            return hits
+        closest = []
+        for h in hits:
+            texts = [h.text] + [s for s in split_sentences(h.text) if len(s) >= MIN_SENTENCE_CHARS]
+            closest.append(float(np.max(self.vectors.of(texts) @ qvec)))
+        lift = RERANK_WEIGHT * (np.array(closest) - np.mean(closest))
+        order = np.argsort(-(np.array([h.score for h in hits]) + lift), kind="stable")
+        return [hits[i] for i in order]
 
     def _sentences(self, hit: Hit, passage: int) -> list[_Sentence]:
         """The candidate sentences of a passage; a leading byline ('本报讯（记者 …）') is the
