@@ -507,3 +507,20 @@ def test_a_sentence_that_restates_the_question_around_the_asked_for_number_comes
     answerer = Answerer(retriever, model=NotFoundModel(weights={}, bias=10.0, mean={}, scale={}))
     result = answerer.ask("衡阳在先进制造业百强市榜单中排第几？")
     assert "第88位" in result.pieces[0], result.answer
+
+
+def test_rerank_lifts_the_passage_with_the_sentence_that_matches(answerer):
+    """Of two passages equally retrieved, the one with a sentence close to the question comes
+    first, whichever order retrieval gave; one hit passes through; one embedding call for all."""
+    from qa.cite import Citation
+    from qa.retrieve import Hit
+
+    def hit(cid: str, text: str) -> Hit:
+        return Hit(cid, text, 0.5, Citation(None, None, None, None, None, None, None, "x.txt", 0, len(text), "x"), "i", "a")
+
+    answering = hit("a", "会议听取了全市防汛工作汇报。湘江大桥维修工程计划于明年6月30日完工。会议还研究了其他事项。")
+    other = hit("b", "市文化馆举办书法展览，展出作品两百余幅。展览免费向市民开放，持续到月底。")
+    qvec = answerer.retriever.embedder.embed_queries(["湘江大桥维修工程什么时候完工？"])[0]
+    assert [h.chunk_id for h in answerer._reranked([other, answering], qvec)] == ["a", "b"]
+    assert [h.chunk_id for h in answerer._reranked([answering, other], qvec)] == ["a", "b"]
+    assert answerer._reranked([other], qvec) == [other]
