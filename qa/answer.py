@@ -34,7 +34,7 @@ from qa.answerability import (ASKS_LIST, QUESTION_WORD, Answerability, NotFoundM
 from qa.chunk import split_sentences
 from qa.parse import CLOSING_MARKS
 from qa.lexical import fold, tokenize
-from qa.retrieve import Hit, HybridRetriever, scope_caveat
+from qa.retrieve import Hit, HybridRetriever
 from qa.understand import FULL_DATE, ISSUE_NO, MONTH_DAY, YEAR_MONTH, Query, Turn, understand
 
 log = logging.getLogger("qa.answer")
@@ -309,10 +309,9 @@ class Answerer:
     ) -> AnswerResult:
         """Answer a question (with the conversation so far). Usage: ``answerer.ask("…", history)``"""
         query = understand(question, history)
-        hits, dropped = self.retriever.search_scoped(query, top_k=top_k, date_from=date_from, date_to=date_to)
+        hits, caveat = self.retriever.search_caveated(query, top_k, date_from=date_from, date_to=date_to)
         if not hits:
             return not_found(query, hits, NOTHING_FOUND)
-        caveat = scope_caveat(query, dropped)
         qvec = self.retriever.embedder.embed_queries([query.search_text])[0]
         if query.follow_up:  # the question as asked says what is new; the resolved one, what about
             own = self.retriever.embedder.embed_queries([query.question])[0]
@@ -384,7 +383,8 @@ class Answerer:
         passage's best sentence to the question: a paraphrase's answer sits in one sentence of a
         passage whose other sentences are about something else, and the passage vector averages
         it away. The sentences are those the answer scores next (their vectors cached), so the
-        reordering costs no more embedding; a passage without one keeps its retrieval score.
+        reordering costs no more embedding; a passage without one is lifted as little as the
+        least of the others.
 
         Usage: ``hits = answerer._reranked(hits, qvec)``"""
         texts = [[s for s in split_sentences(h.text) if len(s) >= MIN_SENTENCE_CHARS] for h in hits]

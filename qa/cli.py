@@ -413,12 +413,7 @@ def search(
     if url:
         body = _remote(lambda: _server(url).search(query, top_k, **filters))
     else:
-        from qa.retrieve import scope_caveat
-        from qa.understand import understand
-
-        understood = understand(query)
-        hits, dropped = _retriever(index).search_scoped(understood, top_k, **filters)
-        caveat = scope_caveat(understood, dropped) if hits else None
+        hits, caveat = _retriever(index).search_caveated(query, top_k, **filters)
         body = {"query": query, "results": [h.to_dict() for h in hits], **({"warning": caveat} if caveat else {})}
     if json_out:
         _print_json(body)

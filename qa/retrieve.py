@@ -90,6 +90,17 @@ class HybridRetriever:
         fused = self._fuse(snap, query.search_text, flt)
         return self._hits(fused, top_k), dropped
 
+    def search_caveated(self, query: Query | str, top_k: int = 5, **filters) -> tuple[list[Hit], str | None]:
+        """`search`'s hits, and what the reader must know when it left out the question's own
+        issue or days (`scope_caveat`); None when it left out nothing or found nothing. `filters`:
+        `date_from`, `date_to`, `issue`, as for `search`.
+
+        Usage: ``hits, caveat = retriever.search_caveated("第99999号…")`` → caveat '档案中没有第99999号报纸，…'"""
+        if isinstance(query, str):
+            query = understand(query)
+        hits, dropped = self.search_scoped(query, top_k, **filters)
+        return hits, scope_caveat(query, dropped) if hits else None
+
     # -- internals ----------------------------------------------------------------------------
     @staticmethod
     def _scope(snap: SearchView, query: Query, date_from, date_to, issue) -> tuple[object, tuple[str, ...]]:

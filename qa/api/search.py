@@ -20,8 +20,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from qa.api.errors import error_responses
 from qa.api.services import Services, completed, get_services
-from qa.retrieve import Citation, scope_caveat
-from qa.understand import understand
+from qa.retrieve import Citation
 from qa.validate import TOP_K_MAX, TOP_K_MIN, check_date, check_date_range, check_issue
 
 log = logging.getLogger("qa.api")
@@ -128,10 +127,8 @@ _ASK_STREAM = {
 def api_search(req: SearchRequest, svc: Services = Depends(get_services)):
     """Passages that answer the query, best first, each with its issue citation.
     `date_from`, `date_to` and `issue` restrict the archive searched."""
-    query = understand(svc.question_text(req.query))
-    filters = dict(date_from=req.date_from, date_to=req.date_to, issue=req.issue)
-    hits, dropped = svc.retriever.search_scoped(query, req.top_k, **filters)
-    caveat = scope_caveat(query, dropped) if hits else None
+    hits, caveat = svc.retriever.search_caveated(svc.question_text(req.query), req.top_k, date_from=req.date_from,
+                                                 date_to=req.date_to, issue=req.issue)
     return {"query": req.query, "results": [h.to_dict() for h in hits], **({"warning": caveat} if caveat else {})}
 
 
